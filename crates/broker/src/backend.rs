@@ -1,0 +1,227 @@
+//! The log backend: makes the partitions on this broker's disk match the metadata image.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cauce_log::{Log, LogConfig, TimestampType};
+use cauce_metadata::topic_config::effective_topic_configs;
+use cauce_metadata::{MetadataImage, TopicImage};
+use parking_lot::RwLock;
+
+use crate::partition::Partition;
+use crate::BrokerError;
+
+/// Name of the folder, under the data dir, that holds the metadata log.
+pub const METADATA_DIR_NAME: &str = "__cluster_metadata-0";
+const DELETED_SUFFIX: &str = "-delete";
+
+/// The partitions this broker hosts, kept in step with the metadata image.
+pub struct LogBackend {
+    /// The folder partition directories live in.
+    data_dir: PathBuf,
+    /// This broker's id, to pick the partitions it hosts.
+    node_id: i32,
+    /// Broker-level topic defaults from the config file.
+    topic_defaults: BTreeMap<String, String>,
+    /// Hosted partitions by topic name and index.
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+}
+
+impl LogBackend {
+    /// A backend over `data_dir` with no partitions opened yet.
+    pub fn new(
+        data_dir: &Path,
+        node_id: i32,
+        topic_defaults: BTreeMap<String, String>,
+    ) -> LogBackend {
+        LogBackend {
+            data_dir: data_dir.to_path_buf(),
+            node_id,
+            topic_defaults,
+            partitions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A hosted partition.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// The log configuration a topic's effective settings give.
+    pub fn log_config(&self, topic: &TopicImage) -> LogConfig {
+        log_config_from(&topic.configs, &self.topic_defaults)
+    }
+
+    /// Broker-level topic defaults, for DescribeConfigs.
+    pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
+        &self.topic_defaults
+    }
+
+    /// Opens logs for new partitions, closes and removes those of deleted topics, and applies
+    /// configuration and leader-epoch changes. Also sweeps directories no topic owns.
+    pub fn apply(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let mut wanted: HashMap<(String, i32), (&Arc<TopicImage>, i32)> = HashMap::new();
+        for topic in image.topics.values() {
+            for partition in &topic.partitions {
+                if partition.replicas.contains(&self.node_id) {
+                    wanted.insert(
+                        (topic.name.clone(), partition.partition),
+                        (topic, partition.leader_epoch),
+                    );
+                }
+            }
+        }
+        let mut partitions = self.partitions.write();
+        let removed: Vec<(String, i32)> = partitions
+            .keys()
+            .filter(|key| !wanted.contains_key(*key))
+            .cloned()
+            .collect();
+        for key in removed {
+            if let Some(partition) = partitions.remove(&key) {
+                if let Err(error) = partition.close() {
+                    tracing::warn!(topic = %key.0, partition = key.1, %error, "closing a deleted partition failed");
+                }
+                self.remove_directory(&partition_dir_name(&key.0, key.1));
+            }
+        }
+        for (key, (topic, leader_epoch)) in wanted {
+            let config = self.log_config(topic);
+            match partitions.get(&key) {
+                Some(partition) => {
+                    partition.set_config(config);
+                    partition.set_leader_epoch(leader_epoch);
+                }
+                None => {
+                    let directory = self.data_dir.join(partition_dir_name(&key.0, key.1));
+                    let log = Log::open(&directory, config)?;
+                    let partition =
+                        Partition::new(key.0.clone(), topic.topic_id, key.1, leader_epoch, log);
+                    partitions.insert(key, Arc::new(partition));
+                }
+            }
+        }
+        drop(partitions);
+        self.sweep_orphans()?;
+        Ok(())
+    }
+
+    fn sweep_orphans(&self) -> Result<(), BrokerError> {
+        let hosted: std::collections::HashSet<String> = self
+            .partitions
+            .read()
+            .keys()
+            .map(|(topic, index)| partition_dir_name(topic, *index))
+            .collect();
+        for entry in std::fs::read_dir(&self.data_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !entry.file_type()?.is_dir() || name == METADATA_DIR_NAME || hosted.contains(&name) {
+                continue;
+            }
+            if name.ends_with(DELETED_SUFFIX) || is_partition_dir_name(&name) {
+                self.remove_directory(&name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames a partition directory out of the way, then deletes it in the background.
+    fn remove_directory(&self, name: &str) {
+        let source = self.data_dir.join(name);
+        let target = if name.ends_with(DELETED_SUFFIX) {
+            source.clone()
+        } else {
+            self.data_dir.join(format!(
+                "{name}.{}{DELETED_SUFFIX}",
+                uuid::Uuid::new_v4().simple()
+            ))
+        };
+        if source != target {
+            if let Err(error) = std::fs::rename(&source, &target) {
+                tracing::warn!(directory = %source.display(), %error, "could not rename deleted partition");
+                return;
+            }
+        }
+        tracing::info!(directory = %name, "partition directory deleted");
+        let delete = move || {
+            if let Err(error) = std::fs::remove_dir_all(&target) {
+                tracing::warn!(directory = %target.display(), %error, "could not delete partition directory");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(delete)),
+            Err(_) => delete(),
+        }
+    }
+
+    /// Flushes and closes every log, for a clean shutdown.
+    pub fn close_all(&self) {
+        for partition in self
+            .partitions
+            .write()
+            .drain()
+            .map(|(_, partition)| partition)
+        {
+            if let Err(error) = partition.close() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "closing log failed");
+            }
+        }
+    }
+}
+
+/// Kafka's directory name for a partition: `<topic>-<partition>`.
+pub fn partition_dir_name(topic: &str, index: i32) -> String {
+    format!("{topic}-{index}")
+}
+
+fn is_partition_dir_name(name: &str) -> bool {
+    name.rsplit_once('-')
+        .is_some_and(|(topic, index)| !topic.is_empty() && index.parse::<u32>().is_ok())
+}
+
+/// Builds the log configuration from topic overrides and broker defaults.
+pub fn log_config_from(
+    overrides: &BTreeMap<String, String>,
+    broker_defaults: &BTreeMap<String, String>,
+) -> LogConfig {
+    let mut config = LogConfig::default();
+    for (def, value, _) in effective_topic_configs(overrides, broker_defaults) {
+        let as_i64 = || value.trim().parse::<i64>().unwrap_or(i64::MAX);
+        match def.name {
+            "segment.bytes" => config.segment_bytes = as_i64().max(1) as u64,
+            "segment.ms" => config.segment_ms = as_i64(),
+            "retention.ms" => config.retention_ms = as_i64(),
+            "retention.bytes" => config.retention_bytes = as_i64(),
+            "index.interval.bytes" => {
+                config.index_interval_bytes = as_i64().clamp(0, u32::MAX as i64) as u32
+            }
+            "segment.index.bytes" => {
+                config.segment_index_bytes = as_i64().clamp(0, u32::MAX as i64) as u32
+            }
+            "flush.messages" => config.flush_messages = as_i64().max(1) as u64,
+            "flush.ms" => config.flush_ms = as_i64().max(0) as u64,
+            "max.message.bytes" => {
+                config.max_message_bytes = as_i64().clamp(0, u32::MAX as i64) as u32
+            }
+            "message.timestamp.type" => {
+                config.message_timestamp_type = if value == "LogAppendTime" {
+                    TimestampType::LogAppendTime
+                } else {
+                    TimestampType::CreateTime
+                }
+            }
+            _ => {}
+        }
+    }
+    config
+}

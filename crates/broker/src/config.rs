@@ -1,0 +1,255 @@
+//! The broker's configuration: one struct, read from a TOML file with Kafka's key names.
+//!
+//! Keys are written as in Kafka's `server.properties`; TOML turns `log.retention.ms = 1` into
+//! nested tables, which are flattened back into dotted names here, so both `log.retention.ms = 1`
+//! and `"log.retention.ms" = 1` work. `config/cauce.toml` lists every key with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cauce_metadata::topic_config::{validate_value, TOPIC_CONFIGS};
+
+use crate::BrokerError;
+
+/// Everything the broker reads from its configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// This node's id in the cluster (`node.id`).
+    pub node_id: i32,
+    /// Address the Kafka listener binds (`listeners`).
+    pub listen: SocketAddr,
+    /// Address given to clients in Metadata (`advertised.listeners`); defaults to `listen`.
+    pub advertised: Option<(String, u16)>,
+    /// Where partitions and the metadata log live (`log.dirs`).
+    pub data_dir: PathBuf,
+    /// Whether Metadata requests create unknown topics (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic or one created with -1 (`num.partitions`).
+    pub num_partitions: i32,
+    /// Replicas of a topic created with -1 (`default.replication.factor`).
+    pub default_replication_factor: i16,
+    /// Largest request accepted; a bigger size prefix closes the connection (`socket.request.max.bytes`).
+    pub socket_request_max_bytes: usize,
+    /// How often retention runs (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+    /// Requests a connection may have in flight before the broker stops reading from it.
+    pub max_in_flight_requests_per_connection: usize,
+    /// Whether DeleteTopics is allowed (`delete.topic.enable`).
+    pub delete_topic_enable: bool,
+    /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listen: "127.0.0.1:9092".parse().expect("static address"),
+            advertised: None,
+            data_dir: PathBuf::from("./cauce-data"),
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: 104_857_600,
+            retention_check_interval_ms: 300_000,
+            max_in_flight_requests_per_connection: 64,
+            delete_topic_enable: true,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file with Kafka key names.
+    pub fn from_file(path: &Path) -> Result<BrokerConfig, BrokerError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            BrokerError::Config(format!("cannot read {}: {error}", path.display()))
+        })?;
+        BrokerConfig::from_toml(&text)
+    }
+
+    /// Parses TOML text with Kafka key names; unknown keys and bad values are errors.
+    pub fn from_toml(text: &str) -> Result<BrokerConfig, BrokerError> {
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|error| BrokerError::Config(format!("config is not valid TOML: {error}")))?;
+        let mut flat = BTreeMap::new();
+        flatten("", &table, &mut flat);
+        let mut config = BrokerConfig::default();
+        for (key, value) in flat {
+            config.set(&key, &value)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one key from its textual value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), BrokerError> {
+        let bad = |expected: &str| {
+            BrokerError::Config(format!(
+                "invalid value '{value}' for '{key}': expected {expected}"
+            ))
+        };
+        match key {
+            "node.id" => self.node_id = value.parse().map_err(|_| bad("an integer"))?,
+            "listeners" => self.listen = parse_listener(value).map_err(|_| bad("HOST:PORT"))?,
+            "advertised.listeners" => {
+                let address = strip_listener_name(value);
+                let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("HOST:PORT"))?;
+                self.advertised = Some((
+                    host.to_string(),
+                    port.parse().map_err(|_| bad("HOST:PORT"))?,
+                ));
+            }
+            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value),
+            "auto.create.topics.enable" => {
+                self.auto_create_topics = value.parse().map_err(|_| bad("true or false"))?
+            }
+            "delete.topic.enable" => {
+                self.delete_topic_enable = value.parse().map_err(|_| bad("true or false"))?
+            }
+            "num.partitions" => {
+                self.num_partitions = value
+                    .parse()
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "default.replication.factor" => {
+                self.default_replication_factor = value
+                    .parse()
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "socket.request.max.bytes" => {
+                self.socket_request_max_bytes = value
+                    .parse()
+                    .ok()
+                    .filter(|size| *size >= 1024)
+                    .ok_or_else(|| bad("an integer of at least 1024"))?
+            }
+            "log.retention.check.interval.ms" => {
+                self.retention_check_interval_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "queued.max.requests" => {
+                self.max_in_flight_requests_per_connection = value
+                    .parse()
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "log.retention.hours" | "log.retention.minutes" => {
+                let unit_ms: i64 = if key.ends_with("hours") {
+                    3_600_000
+                } else {
+                    60_000
+                };
+                let amount: i64 = value.parse().map_err(|_| bad("an integer"))?;
+                let ms = if amount < 0 {
+                    -1
+                } else {
+                    amount.saturating_mul(unit_ms)
+                };
+                self.topic_defaults
+                    .entry("log.retention.ms".into())
+                    .or_insert(ms.to_string());
+            }
+            _ => {
+                let Some(def) = TOPIC_CONFIGS.iter().find(|def| def.broker_synonym == key) else {
+                    return Err(BrokerError::Config(format!("unknown config key '{key}'")));
+                };
+                validate_value(def, value)
+                    .map_err(|error| BrokerError::Config(error.to_string()))?;
+                self.topic_defaults
+                    .insert(key.to_string(), value.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised_address(&self) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
+    }
+}
+
+/// Accepts `HOST:PORT` or Kafka's `NAME://HOST:PORT`.
+pub fn parse_listener(value: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    let address = strip_listener_name(value);
+    let address = address
+        .strip_prefix("localhost:")
+        .map_or(address.to_string(), |port| format!("127.0.0.1:{port}"));
+    address.parse()
+}
+
+fn strip_listener_name(value: &str) -> &str {
+    let first = value.split(',').next().unwrap_or(value).trim();
+    first
+        .split_once("://")
+        .map_or(first, |(_, address)| address)
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (key, value) in table {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => flatten(&name, inner, out),
+            toml::Value::String(text) => {
+                out.insert(name, text.clone());
+            }
+            other => {
+                out.insert(name, other.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_kafka_keys_parse_with_or_without_quotes() {
+        let config = BrokerConfig::from_toml(
+            "node.id = 3\nlisteners = \"PLAINTEXT://127.0.0.1:9999\"\n\"log.retention.ms\" = 5\nlog.segment.bytes = 1048576\nauto.create.topics.enable = false\n",
+        )
+        .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.listen.port(), 9999);
+        assert!(!config.auto_create_topics);
+        assert_eq!(config.topic_defaults.get("log.retention.ms").unwrap(), "5");
+        assert_eq!(
+            config.topic_defaults.get("log.segment.bytes").unwrap(),
+            "1048576"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let unknown = BrokerConfig::from_toml("no.such.key = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("unknown config key 'no.such.key'"),
+            "{unknown}"
+        );
+        assert!(BrokerConfig::from_toml("num.partitions = 0").is_err());
+        assert!(BrokerConfig::from_toml("log.retention.ms = \"soon\"").is_err());
+    }
+
+    #[test]
+    fn the_shipped_default_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cauce.toml");
+        BrokerConfig::from_file(&path).unwrap();
+    }
+}

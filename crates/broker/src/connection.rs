@@ -1,0 +1,114 @@
+//! One client connection: frames in, handlers in arrival order, responses out in that order.
+//!
+//! A reader task parses frames and runs handlers; a writer task awaits the replies in order and
+//! writes them. The bounded channel between them caps the requests in flight per connection,
+//! so a client that pipelines faster than the broker answers stops being read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use cauce_protocol::frame::{check_request_size, SIZE_PREFIX_BYTES};
+use cauce_protocol::request::Request;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::handlers::{dispatch, Client, Reply};
+use crate::shutdown::Shutdown;
+use crate::Broker;
+
+const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Serves one connection until the client closes it, it misbehaves, or the broker shuts down.
+pub async fn serve(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    address: SocketAddr,
+    mut shutdown: Shutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let (replies, pending) = mpsc::channel(broker.config.max_in_flight_requests_per_connection);
+    let writer = tokio::spawn(write_replies(write_half, pending, address));
+    let client = Client { address };
+    let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
+    loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader, broker.config.socket_request_max_bytes) => frame,
+            _ = shutdown.wait() => break,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(reason) => {
+                tracing::warn!(client = %address, %reason, "closing connection");
+                break;
+            }
+        };
+        let reply = match Request::parse(frame.freeze()) {
+            Ok(request) => dispatch(&broker, request, &client),
+            Err(error) => Reply::Close(error.to_string()),
+        };
+        let closing = matches!(reply, Reply::Close(_));
+        if replies.send(reply).await.is_err() || closing {
+            break;
+        }
+    }
+    // Answer what was already accepted, then close.
+    drop(replies);
+    let _ = writer.await;
+}
+
+/// Reads one frame; `None` at a clean end of stream between frames.
+async fn read_frame(
+    reader: &mut BufReader<OwnedReadHalf>,
+    max_bytes: usize,
+) -> Result<Option<BytesMut>, String> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(format!("read failed: {error}")),
+    }
+    let size = check_request_size(prefix, max_bytes).map_err(|error| error.to_string())?;
+    let mut frame = BytesMut::zeroed(size);
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|error| format!("request truncated: expected {size} bytes: {error}"))?;
+    Ok(Some(frame))
+}
+
+async fn write_replies(
+    write_half: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<Reply>,
+    address: SocketAddr,
+) {
+    let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
+    while let Some(mut reply) = pending.recv().await {
+        // A deferred reply may itself resolve to any reply kind.
+        while let Reply::Later(future) = reply {
+            reply = future.await;
+        }
+        match reply {
+            Reply::Ready(frame) => {
+                if let Err(error) = writer.write_all(&frame).await {
+                    tracing::debug!(client = %address, %error, "write failed");
+                    return;
+                }
+            }
+            Reply::Nothing | Reply::Later(_) => {}
+            Reply::Close(reason) => {
+                tracing::warn!(client = %address, %reason, "closing connection");
+                break;
+            }
+        }
+        if pending.is_empty() && writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,35 @@
+//! The one table from Cauce's internal errors to Kafka error codes.
+
+use cauce_log::LogError;
+use cauce_metadata::MetadataError;
+use cauce_protocol::ResponseError;
+
+/// The Kafka error a metadata failure is reported as.
+pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
+    match error {
+        MetadataError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::InvalidTopicName(_) => ResponseError::InvalidTopicException,
+        MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error a log failure is reported as.
+pub fn log_error_code(error: &LogError) -> ResponseError {
+    use cauce_protocol::batch::BatchError;
+    match error {
+        LogError::Batch(batch) => match batch {
+            BatchError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+            BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
+            BatchError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+            _ => ResponseError::CorruptMessage,
+        },
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        _ => ResponseError::KafkaStorageError,
+    }
+}

@@ -1,0 +1,180 @@
+//! Metadata: brokers, topics and partition leaders, creating unknown topics when allowed.
+
+use cauce_metadata::manager::validate_topic_name;
+use cauce_metadata::{MetadataError, MetadataImage, TopicImage, TopicRequest};
+use cauce_protocol::kafka::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use cauce_protocol::kafka::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use cauce_protocol::ResponseError;
+
+use super::{text, Context, Reply};
+use crate::errors::metadata_error_code;
+
+/// Sent when the client did not ask for authorized operations.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+pub fn handle(context: Context, request: MetadataRequest) -> Reply {
+    let needs_creation = context.broker.config.auto_create_topics
+        && (context.version < 4 || request.allow_auto_topic_creation)
+        && request.topics.as_ref().is_some_and(|topics| {
+            let image = context.broker.metadata.image();
+            topics.iter().any(|topic| {
+                topic
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| image.topic(name).is_none())
+            })
+        });
+    if needs_creation {
+        // Creating topics writes the metadata log and opens files: keep it off the reactor.
+        return context.respond_blocking(move |context| build(context, &request));
+    }
+    let response = build(&context, &request);
+    context.respond(&response)
+}
+
+fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
+    let broker = &context.broker;
+    let auto_create = broker.config.auto_create_topics
+        && (context.version < 4 || request.allow_auto_topic_creation);
+    let mut image = broker.metadata.image();
+    let all_topics = match &request.topics {
+        None => true,
+        Some(topics) => topics.is_empty() && context.version == 0,
+    };
+    let mut topics = Vec::new();
+    if all_topics {
+        topics.extend(
+            image
+                .topics
+                .values()
+                .map(|topic| describe_topic(topic, request)),
+        );
+    } else {
+        for requested in request.topics.iter().flatten() {
+            let Some(name) = &requested.name else {
+                let found = image.topic_by_id(&requested.topic_id).cloned();
+                topics.push(match found {
+                    Some(topic) => describe_topic(&topic, request),
+                    None => error_topic(None, ResponseError::UnknownTopicId)
+                        .with_topic_id(requested.topic_id),
+                });
+                continue;
+            };
+            if let Some(topic) = image.topic(name) {
+                topics.push(describe_topic(topic, request));
+                continue;
+            }
+            if validate_topic_name(name).is_err() {
+                topics.push(error_topic(
+                    Some(name),
+                    ResponseError::InvalidTopicException,
+                ));
+                continue;
+            }
+            if !auto_create {
+                topics.push(error_topic(
+                    Some(name),
+                    ResponseError::UnknownTopicOrPartition,
+                ));
+                continue;
+            }
+            match auto_create_topic(context, name) {
+                Ok(next) => {
+                    image = next;
+                    match image.topic(name) {
+                        Some(topic) => topics.push(describe_topic(topic, request)),
+                        None => {
+                            topics.push(error_topic(Some(name), ResponseError::LeaderNotAvailable))
+                        }
+                    }
+                }
+                Err(error) => topics.push(error_topic(Some(name), metadata_error_code(&error))),
+            }
+        }
+    }
+    let (host, port) = broker.config.advertised_address();
+    let brokers = image
+        .brokers
+        .values()
+        .map(|registration| {
+            let (host, port) = if registration.broker_id == broker.config.node_id {
+                (host.clone(), port as i32)
+            } else {
+                (registration.host.clone(), registration.port)
+            };
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(registration.broker_id))
+                .with_host(text(host))
+                .with_port(port)
+                .with_rack(registration.rack.clone().map(text))
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(text(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+fn auto_create_topic(
+    context: &Context,
+    name: &str,
+) -> Result<std::sync::Arc<MetadataImage>, MetadataError> {
+    let config = &context.broker.config;
+    let request = TopicRequest {
+        name: name.to_string(),
+        num_partitions: config.num_partitions,
+        replication_factor: config.default_replication_factor,
+        ..Default::default()
+    };
+    match context.broker.metadata.create_topic(&request, false) {
+        Ok(_) | Err(MetadataError::TopicAlreadyExists(_)) => {}
+        Err(error) => return Err(error),
+    }
+    if let Err(error) = context.broker.sync_logs() {
+        tracing::error!(topic = %name, %error, "opening logs of an auto-created topic failed");
+    }
+    tracing::info!(topic = %name, client = %context.client.address, "topic auto-created");
+    Ok(context.broker.metadata.image())
+}
+
+fn describe_topic(topic: &TopicImage, request: &MetadataRequest) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            MetadataResponsePartition::default()
+                .with_partition_index(partition.partition)
+                .with_leader_id(BrokerId(partition.leader))
+                .with_leader_epoch(partition.leader_epoch)
+                .with_replica_nodes(partition.replicas.iter().copied().map(BrokerId).collect())
+                .with_isr_nodes(partition.isr.iter().copied().map(BrokerId).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(text(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(if request.include_topic_authorized_operations {
+            ALL_TOPIC_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        })
+}
+
+/// Bits of the ACL operations a topic supports (READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
+/// DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11); every client may do all of them until
+/// authorisation exists.
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+fn error_topic(name: Option<&str>, error: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(|name| TopicName(text(name))))
+        .with_error_code(error.code())
+        .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}

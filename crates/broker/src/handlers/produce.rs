@@ -1,0 +1,114 @@
+//! Produce: validate, append in arrival order, acknowledge per `acks` and the flush policy.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use cauce_protocol::kafka::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use cauce_protocol::kafka::messages::{ProduceRequest, ProduceResponse};
+use cauce_protocol::ResponseError;
+
+use super::{text, Context, Reply};
+use crate::errors::log_error_code;
+use crate::partition::Partition;
+
+pub fn handle(context: Context, request: ProduceRequest) -> Reply {
+    let acks = request.acks;
+    let now = crate::now_ms();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    let mut waits: Vec<(Arc<Partition>, i64)> = Vec::new();
+    let mut any_error = false;
+    for topic in request.topic_data {
+        let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let mut response = PartitionProduceResponse::default()
+                .with_index(data.index)
+                .with_base_offset(-1);
+            let outcome = if request.transactional_id.is_some() {
+                Err((
+                    ResponseError::InvalidTxnState,
+                    "transactions are not supported yet".to_string(),
+                ))
+            } else if !matches!(acks, -1..=1) {
+                Err((
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, found {acks}"),
+                ))
+            } else {
+                match context.broker.logs.partition(&topic.name, data.index) {
+                    None => Err((ResponseError::UnknownTopicOrPartition, String::new())),
+                    Some(partition) => {
+                        let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
+                        match partition.append(&mut records, now) {
+                            Ok(outcome) => Ok((partition, outcome)),
+                            Err(error) => Err((log_error_code(&error), error.to_string())),
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok((partition, outcome)) => {
+                    response.base_offset = outcome.base_offset;
+                    response.log_append_time_ms = outcome.log_append_time;
+                    response.log_start_offset = outcome.log_start_offset;
+                    if outcome.needs_flush {
+                        waits.push((partition, outcome.last_offset + 1));
+                    }
+                }
+                Err((error, message)) => {
+                    any_error = true;
+                    tracing::debug!(topic = %topic.name.as_str(), partition = data.index, ?error, %message, "produce refused");
+                    response.error_code = error.code();
+                    if !message.is_empty() {
+                        response.error_message = Some(text(message));
+                    }
+                }
+            }
+            partition_responses.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        // The client reads no response; Kafka closes the connection to tell it about a failure.
+        return if any_error {
+            Reply::Close("produce with acks=0 failed".into())
+        } else {
+            Reply::Nothing
+        };
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return context.respond(&response);
+    }
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        for (partition, offset) in waits {
+            if let Err(error) = partition.wait_flushed(offset).await {
+                mark_flush_failure(&mut response, &partition, &error.to_string());
+            }
+        }
+        context.respond(&response)
+    }))
+}
+
+fn mark_flush_failure(response: &mut ProduceResponse, partition: &Partition, message: &str) {
+    for topic in response
+        .responses
+        .iter_mut()
+        .filter(|topic| topic.name.as_str() == partition.topic)
+    {
+        for entry in topic
+            .partition_responses
+            .iter_mut()
+            .filter(|entry| entry.index == partition.index)
+        {
+            entry.error_code = ResponseError::KafkaStorageError.code();
+            entry.error_message = Some(text(message.to_string()));
+        }
+    }
+}

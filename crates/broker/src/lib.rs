@@ -1,0 +1,102 @@
+//! The Cauce broker: a Kafka-compatible server over the Kafka wire protocol.
+//!
+//! Layout:
+//! - [`config`]: the one configuration struct, read from TOML with Kafka's key names.
+//! - [`server`]: starts everything, accepts connections, runs background tasks, shuts down.
+//! - [`connection`]: one client connection: frames in, handlers in order, responses out.
+//! - [`handlers`]: one module per API area; each decodes its request and encodes its response.
+//! - [`partition`]: a hosted partition: its log, long-poll signal and group commit.
+//! - [`backend`]: keeps the hosted partitions in step with the metadata image.
+//! - [`errors`]: the one table from internal errors to Kafka error codes.
+//! - [`shutdown`]: the signal that stops listeners and connections.
+
+pub mod backend;
+pub mod config;
+pub mod connection;
+pub mod errors;
+pub mod handlers;
+pub mod partition;
+pub mod server;
+pub mod shutdown;
+
+use std::sync::Arc;
+
+use cauce_metadata::MetadataManager;
+use parking_lot::Mutex;
+use thiserror::Error;
+
+pub use config::BrokerConfig;
+pub use server::Server;
+
+/// Errors that stop the broker from starting or running.
+#[derive(Debug, Error)]
+pub enum BrokerError {
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A socket or file operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The metadata log failed.
+    #[error("metadata: {0}")]
+    Metadata(#[from] cauce_metadata::MetadataError),
+    /// A partition's log failed to open or close.
+    #[error("log: {0}")]
+    Log(#[from] cauce_log::LogError),
+}
+
+/// State every connection and handler shares.
+pub struct Broker {
+    /// The configuration the broker started with.
+    pub config: BrokerConfig,
+    /// Writes and publishes cluster metadata.
+    pub metadata: MetadataManager,
+    /// The partitions hosted here.
+    pub logs: backend::LogBackend,
+    /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
+    producer_ids: Mutex<std::ops::Range<i64>>,
+}
+
+/// How many producer ids one metadata record reserves.
+const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+impl Broker {
+    /// Shares the broker with handlers.
+    pub fn new(
+        config: BrokerConfig,
+        metadata: MetadataManager,
+        logs: backend::LogBackend,
+    ) -> Arc<Broker> {
+        Arc::new(Broker {
+            config,
+            metadata,
+            logs,
+            producer_ids: Mutex::new(0..0),
+        })
+    }
+
+    /// Hands out a producer id that no other producer of this cluster has had.
+    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock();
+        if ids.is_empty() {
+            *ids = self
+                .metadata
+                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)?;
+        }
+        let id = ids.start;
+        ids.start += 1;
+        Ok(id)
+    }
+
+    /// Applies the current metadata image to the hosted partitions.
+    pub fn sync_logs(&self) -> Result<(), BrokerError> {
+        self.logs.apply(&self.metadata.image())
+    }
+}
+
+/// Milliseconds since the Unix epoch, as Kafka timestamps are.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

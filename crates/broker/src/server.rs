@@ -1,0 +1,165 @@
+//! Starting, running and stopping the broker.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cauce_metadata::MetadataManager;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::backend::{LogBackend, METADATA_DIR_NAME};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::{now_ms, Broker, BrokerConfig, BrokerError};
+
+/// How long connections get to answer in-flight requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often partitions are checked for a due `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A started broker, listening but not yet accepting.
+pub struct Server {
+    /// Shared state.
+    broker: Arc<Broker>,
+    /// The bound Kafka listener.
+    listener: TcpListener,
+    /// Stops connections and background tasks.
+    trigger: ShutdownTrigger,
+    /// Handed to every connection.
+    shutdown: Shutdown,
+}
+
+impl Server {
+    /// Opens the data directory, replays metadata, opens logs and binds the listener.
+    pub async fn start(mut config: BrokerConfig) -> Result<Server, BrokerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let bound = listener.local_addr()?;
+        config.listen = bound;
+        let (host, port) = config.advertised_address();
+        let metadata = MetadataManager::open(
+            &config.data_dir.join(METADATA_DIR_NAME),
+            config.node_id,
+            &host,
+            port as i32,
+        )?;
+        let logs = LogBackend::new(
+            &config.data_dir,
+            config.node_id,
+            config.topic_defaults.clone(),
+        );
+        let broker = Broker::new(config, metadata, logs);
+        let opener = broker.clone();
+        tokio::task::spawn_blocking(move || opener.sync_logs())
+            .await
+            .expect("log opening panicked")?;
+        let (trigger, shutdown) = shutdown::channel();
+        Ok(Server {
+            broker,
+            listener,
+            trigger,
+            shutdown,
+        })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.broker.config.listen
+    }
+
+    /// Shared state, for embedding and tests.
+    pub fn broker(&self) -> Arc<Broker> {
+        self.broker.clone()
+    }
+
+    /// Accepts connections until `stop` resolves, then shuts down cleanly: stops accepting,
+    /// lets connections answer what they accepted, flushes and closes every log.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), BrokerError> {
+        let Server {
+            broker,
+            listener,
+            trigger,
+            shutdown,
+        } = self;
+        let background = tokio::spawn(background_tasks(broker.clone(), shutdown.clone()));
+        let mut connections = JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, address)) => {
+                        connections.spawn(crate::connection::serve(broker.clone(), stream, address, shutdown.clone()));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = &mut stop => break,
+            }
+        }
+        tracing::info!("shutting down");
+        drop(listener);
+        trigger.trigger();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                remaining = connections.len(),
+                "connections did not finish in time"
+            );
+            connections.abort_all();
+        }
+        let _ = background.await;
+        tokio::task::spawn_blocking(move || broker.logs.close_all())
+            .await
+            .expect("log closing panicked");
+        tracing::info!("shut down cleanly");
+        Ok(())
+    }
+}
+
+/// Retention and time-based flushing, until shutdown.
+async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let mut retention = tokio::time::interval(Duration::from_millis(
+        broker.config.retention_check_interval_ms,
+    ));
+    let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = retention.tick() => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || enforce_retention(&broker)).await;
+            }
+            _ = flush.tick() => {
+                let now = now_ms();
+                for partition in broker.logs.all() {
+                    if partition.with_log(|log| flush_due(log, now)) {
+                        partition.start_group_commit();
+                    }
+                }
+            }
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Whether the oldest unflushed message is older than `flush.ms`.
+fn flush_due(log: &cauce_log::Log, now_ms: i64) -> bool {
+    let flush_ms = log.config().flush_ms;
+    log.unflushed_since_ms()
+        .is_some_and(|since| flush_ms < i64::MAX as u64 && now_ms - since >= flush_ms as i64)
+}
+
+fn enforce_retention(broker: &Broker) {
+    let now = now_ms();
+    for partition in broker.logs.all() {
+        if let Err(error) = partition.with_log(|log| log.enforce_retention(now)) {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed");
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Shared helpers for tests that run real `cauce` processes and real Kafka clients.
+//!
+//! [`BrokerProcess`] starts `cauce server` on a free loopback port with its own data directory,
+//! waits until it says it listens, and can stop it, `kill -9` it and restart it on the same port
+//! and data. [`RawClient`] speaks the wire protocol byte by byte, for tests of malformed input.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// How long a broker may take to say it listens before the test fails.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `cauce` binary built with this workspace.
+pub fn cauce_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CAUCE_BIN") {
+        return PathBuf::from(path);
+    }
+    // Test binaries live in target/<profile>/deps; the cauce binary one level up.
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let binary = dir.join("cauce");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace first (cargo build)",
+        binary.display()
+    );
+    binary
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `cauce server` child process.
+pub struct BrokerProcess {
+    /// The running process, if any.
+    child: Option<Child>,
+    /// Where it listens; kept across restarts.
+    pub address: SocketAddr,
+    /// Its data directory; deleted with this value.
+    data: tempfile::TempDir,
+    /// Extra TOML configuration written to the config file.
+    config_toml: String,
+    /// How long the last start took until the broker said it listens.
+    pub last_startup: Duration,
+}
+
+impl BrokerProcess {
+    /// Starts a broker with default configuration.
+    pub fn start() -> BrokerProcess {
+        BrokerProcess::start_with_config("")
+    }
+
+    /// Starts a broker with extra TOML configuration (Kafka key names).
+    pub fn start_with_config(config_toml: &str) -> BrokerProcess {
+        let data = tempfile::Builder::new()
+            .prefix("cauce-test-")
+            .tempdir()
+            .expect("temp dir");
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut broker = BrokerProcess {
+            child: None,
+            address,
+            data,
+            config_toml: config_toml.to_string(),
+            last_startup: Duration::ZERO,
+        };
+        broker.launch();
+        broker
+    }
+
+    /// The bootstrap string for clients.
+    pub fn bootstrap(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn launch(&mut self) {
+        let config_path = self.data.path().join("cauce.toml");
+        std::fs::write(&config_path, &self.config_toml).expect("write config");
+        let started = Instant::now();
+        let mut child = Command::new(cauce_binary())
+            .arg("server")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(self.address.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("CAUCE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn cauce");
+        let stdout = child.stdout.take().expect("stdout");
+        let (ready_sender, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if line.starts_with("cauce listening on") {
+                    let _ = ready_sender.send(());
+                }
+            }
+        });
+        if ready.recv_timeout(STARTUP_TIMEOUT).is_err() {
+            let _ = child.kill();
+            panic!("cauce did not report listening within {STARTUP_TIMEOUT:?}");
+        }
+        self.last_startup = started.elapsed();
+        self.child = Some(child);
+    }
+
+    /// Sends SIGKILL and reaps the process: nothing gets to flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9");
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("broker is not running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("broker did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the broker again on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "stop or kill the broker before restarting it"
+        );
+        self.launch();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A client that writes frames by hand, for malformed and edge-case requests.
+pub struct RawClient {
+    /// The connection.
+    stream: TcpStream,
+    /// The next correlation id.
+    next_correlation_id: i32,
+}
+
+impl RawClient {
+    /// Connects to a broker.
+    pub fn connect(address: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        RawClient {
+            stream,
+            next_correlation_id: 1,
+        }
+    }
+
+    /// Writes raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Encodes and sends a request, returning its correlation id.
+    pub fn send<R: Encodable>(&mut self, api_key: ApiKey, version: i16, request: &R) -> i32 {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("cauce-raw-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api_key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.send_raw(&frame).expect("send");
+        correlation_id
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix).ok()?;
+        let mut frame = vec![0u8; i32::from_be_bytes(prefix) as usize];
+        self.stream.read_exact(&mut frame).ok()?;
+        Some(Bytes::from(frame))
+    }
+
+    /// Reads and decodes a response to `api_key` at `version`.
+    pub fn receive<R: Decodable>(&mut self, api_key: ApiKey, version: i16) -> (i32, R) {
+        let mut frame = self.read_frame().expect("broker closed the connection");
+        let header =
+            ResponseHeader::decode(&mut frame, api_key.response_header_version(version)).unwrap();
+        let response = R::decode(&mut frame, version).unwrap();
+        assert_eq!(frame.remaining(), 0, "response has trailing bytes");
+        (header.correlation_id, response)
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn call<Q: Encodable, R: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Q,
+    ) -> R {
+        let correlation_id = self.send(api_key, version, request);
+        let (received, response) = self.receive(api_key, version);
+        assert_eq!(received, correlation_id);
+        response
+    }
+
+    /// Whether the broker has closed the connection (reads end of stream).
+    pub fn is_closed_by_broker(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}

@@ -1,0 +1,114 @@
+//! A partition's log on disk.
+//!
+//! [`Log`] is single-writer: the broker wraps it in a mutex for appends. Reads return a
+//! [`ReadSlice`] (a shared file handle, position and length) so the bytes can be read after
+//! the mutex is released; group commit works the same way through [`FlushHandle`].
+//!
+//! # Layout
+//! Modules:
+//! - `log`: [`Log`] — open (with recovery), append, roll, flush, close.
+//! - `read`: fetch reads and lookups by timestamp.
+//! - `retention`: DeleteRecords, retention.ms / retention.bytes, truncation.
+//! - `segment`: one `.log` file and its two indexes; recovery of a single segment.
+//! - `index`: the sparse offset and time indexes.
+//! - `producer_state`: idempotent-producer sequence checks and their snapshots.
+//! - `epoch_cache`: leader epoch → start offset (KIP-101).
+//! - `scan`: positional reads of batch headers.
+//! - `checkpoint`: file names, atomic small-file writes, log start offset.
+//!
+//! Files in a partition directory:
+//! - `<20-digit base offset>.log`: concatenated magic-2 record batches, stored as received
+//!   except for the broker-assigned base offset, leader epoch and LogAppendTime.
+//! - `<base>.index`: big-endian (relative offset u32, file position u32) pairs, one per
+//!   `index.interval.bytes` of log; the batch at that position has that base offset.
+//! - `<base>.timeindex`: (max timestamp so far i64, relative offset u32) pairs with increasing
+//!   timestamps; the offset is the base offset of the batch that holds that timestamp.
+//! - `<offset>.snapshot`: producer state as of `offset` (written on roll and close; the newest
+//!   two are kept).
+//! - `log-start-offset`: the log start offset moved by DeleteRecords or retention.
+//! - `leader-epoch-checkpoint`: epoch → start offset lines.
+//! - `clean-shutdown`: written by [`Log::close`], removed by [`Log::open`]; without it, the
+//!   active segment is recovered (CRC-checked, torn tail cut, indexes rebuilt).
+//!
+//! Small files are written atomically (temporary file, fsync, rename, directory fsync).
+//! Indexes are derived data: a missing or damaged one is rebuilt from its log.
+
+mod checkpoint;
+mod config;
+mod epoch_cache;
+mod index;
+mod log;
+mod producer_state;
+mod read;
+mod retention;
+mod scan;
+mod segment;
+
+use std::path::PathBuf;
+
+use cauce_protocol::batch::BatchError;
+
+pub use crate::config::{LogConfig, TimestampType};
+pub use crate::epoch_cache::EpochEntry;
+pub use crate::log::{AppendOutcome, FlushHandle, Log};
+pub use crate::producer_state::{ProducerBatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
+pub use crate::read::ReadSlice;
+pub use crate::retention::RetentionOutcome;
+
+/// Everything that can go wrong in a partition's log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed; the path says which file.
+    #[error("{operation} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "append to segment".
+        operation: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A produced batch failed validation; the variant says which Kafka error applies.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// One append larger than a whole segment (Kafka's RECORD_BATCH_TOO_LARGE).
+    #[error("record set of {size} bytes is larger than segment.bytes {segment_bytes}")]
+    RecordSetTooLarge {
+        /// Bytes in the append.
+        size: usize,
+        /// The configured segment size.
+        segment_bytes: u64,
+    },
+    /// An offset outside [log start, log end] (Kafka's OFFSET_OUT_OF_RANGE).
+    #[error("offset {requested} is outside the log range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: i64,
+        /// First offset still in the log.
+        log_start_offset: i64,
+        /// Offset the next append will get.
+        log_end_offset: i64,
+    },
+    /// A batch from a fenced (older) producer epoch (Kafka's INVALID_PRODUCER_EPOCH).
+    #[error("producer {producer_id} sent epoch {request_epoch}, older than the current epoch {current_epoch}")]
+    InvalidProducerEpoch {
+        /// The producer.
+        producer_id: i64,
+        /// Epoch the log knows.
+        current_epoch: i16,
+        /// Epoch in the batch.
+        request_epoch: i16,
+    },
+    /// A sequence gap or reordering (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("producer {producer_id} epoch {producer_epoch}: expected sequence {expected_sequence}, found {found_sequence}")]
+    OutOfOrderSequence {
+        /// The producer.
+        producer_id: i64,
+        /// The producer's epoch.
+        producer_epoch: i16,
+        /// Sequence that would have been in order.
+        expected_sequence: i32,
+        /// Sequence in the batch.
+        found_sequence: i32,
+    },
+}

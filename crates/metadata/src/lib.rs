@@ -1,0 +1,52 @@
+//! The cluster's metadata as an ordered log of records applied to an immutable image.
+//!
+//! Layout:
+//! - [`record`]: the metadata records (topics, partitions, brokers, configs).
+//! - [`image`]: the read-only view that applying those records produces.
+//! - [`store`]: the durable, checksummed file the records are appended to.
+//! - [`manager`]: decides what a request changes, writes the records, publishes the new image.
+//! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
+//!
+//! A single node runs as a cluster of one: node 1 is controller and broker, and every change
+//! goes through the log, so adding voters later replaces the store, not the callers.
+
+pub mod image;
+pub mod manager;
+pub mod record;
+pub mod store;
+pub mod topic_config;
+
+pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+pub use manager::{MetadataManager, TopicRequest};
+pub use record::{ConfigResource, MetadataRecord};
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the metadata layer.
+#[derive(Debug, Error)]
+pub enum MetadataError {
+    /// The metadata log could not be read or written.
+    #[error("metadata log i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record in the log could not be decoded.
+    #[error("metadata record {index} is not valid: {reason}")]
+    BadRecord { index: u64, reason: String },
+    /// The topic already exists.
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    /// The topic does not exist.
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// The topic name breaks Kafka's naming rules.
+    #[error("{0}")]
+    InvalidTopicName(String),
+    /// The partition count is not acceptable.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// The replication factor is not acceptable.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// A configuration key or value is not acceptable.
+    #[error("{0}")]
+    InvalidConfig(String),
+}

@@ -1,0 +1,22 @@
+//! The Kafka wire protocol as Cauce speaks it.
+//!
+//! Layout:
+//! - [`frame`]: the 4-byte size prefix and the limits on it.
+//! - [`request`]: parsing a request frame into its header and undecoded body.
+//! - [`versions`]: the one table of API versions the broker really implements.
+//! - [`batch`]: a zero-copy view of magic-2 record batches (header fields, CRC-32C, offset rewrite).
+//! - [`records`]: iterating and building the records inside a batch.
+//! - [`compression`]: the four Kafka codecs.
+//!
+//! Message structs come from the schema-generated `kafka-protocol` crate, re-exported as
+//! [`kafka`], so that no message is written by hand.
+
+pub mod batch;
+pub mod compression;
+pub mod frame;
+pub mod records;
+pub mod request;
+pub mod versions;
+
+pub use kafka_protocol as kafka;
+pub use kafka_protocol::error::ResponseError;
