@@ -24,17 +24,17 @@ fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> FutureProducer {
     config.create().expect("producer")
 }
 
-fn create_topic(broker: &BrokerProcess, name: &str, partitions: i32) {
+async fn create_topic(broker: &BrokerProcess, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
         .create()
         .unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let results = runtime
-        .block_on(admin.create_topics(
+    let results = admin
+        .create_topics(
             &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new(),
-        ))
+        )
+        .await
         .unwrap();
     for result in results {
         result.expect("topic created");
@@ -72,7 +72,7 @@ fn read_partition(
 #[tokio::test(flavor = "multi_thread")]
 async fn records_come_back_with_keys_headers_and_timestamps_in_order() {
     let broker = BrokerProcess::start();
-    create_topic(&broker, "round-trip", 1);
+    create_topic(&broker, "round-trip", 1).await;
     let producer = producer(&broker, &[("acks", "all")]);
     let mut offsets = Vec::new();
     for index in 0..200i64 {
@@ -128,7 +128,7 @@ async fn records_come_back_with_keys_headers_and_timestamps_in_order() {
 async fn codec_round_trip(codec: &str) {
     let broker = BrokerProcess::start();
     let topic = format!("codec-{codec}");
-    create_topic(&broker, &topic, 1);
+    create_topic(&broker, &topic, 1).await;
     let producer = producer(
         &broker,
         &[
@@ -191,7 +191,7 @@ async fn zstd_batches_round_trip() {
 #[tokio::test(flavor = "multi_thread")]
 async fn same_key_goes_to_same_partition_in_order() {
     let broker = BrokerProcess::start();
-    create_topic(&broker, "keyed", 6);
+    create_topic(&broker, "keyed", 6).await;
     let producer = producer(
         &broker,
         &[("enable.idempotence", "true"), ("linger.ms", "5")],

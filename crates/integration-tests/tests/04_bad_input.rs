@@ -73,10 +73,18 @@ fn produce(client: &mut RawClient, topic: &str, records: Vec<u8>) -> ProduceResp
     client.call(ApiKey::Produce, 9, &request)
 }
 
+/// Current time: records with old timestamps would roll a segment per batch (segment.ms).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 fn batch(values: &[&str]) -> Vec<u8> {
     let records: Vec<NewRecord> = values
         .iter()
-        .map(|value| NewRecord::value_only(1_700_000_000_000, value.as_bytes().to_vec()))
+        .map(|value| NewRecord::value_only(now_ms(), value.as_bytes().to_vec()))
         .collect();
     build_batch(0, &records, &BatchOptions::default()).unwrap()
 }

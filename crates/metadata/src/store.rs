@@ -121,7 +121,7 @@ mod tests {
         drop(file);
         let (mut store, records) = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(records, vec![first.clone(), second.clone()]);
-        store.append(&[first.clone()]).unwrap();
+        store.append(std::slice::from_ref(&first)).unwrap();
         drop(store);
         let (_, records) = MetadataStore::open(dir.path()).unwrap();
         assert_eq!(records, vec![first.clone(), second, first]);

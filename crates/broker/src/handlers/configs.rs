@@ -82,11 +82,14 @@ pub fn describe_configs(context: Context, request: DescribeConfigsRequest) -> Re
                         .with_error_message(Some(text(message)))
                 }
             };
+            // Kafka treats an empty key list like a null one: describe everything.
             let keys = resource.configuration_keys.as_ref();
             let configs = described
                 .into_iter()
                 .filter(|entry| {
-                    keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == entry.name))
+                    keys.is_none_or(|keys| {
+                        keys.is_empty() || keys.iter().any(|key| key.as_str() == entry.name)
+                    })
                 })
                 .map(|entry| {
                     let synonyms = if request.include_synonyms {
