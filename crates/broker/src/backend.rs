@@ -213,6 +213,8 @@ pub fn log_config_from(
             "max.message.bytes" => {
                 config.max_message_bytes = as_i64().clamp(0, u32::MAX as i64) as u32
             }
+            "message.timestamp.before.max.ms" => config.message_timestamp_before_max_ms = as_i64(),
+            "message.timestamp.after.max.ms" => config.message_timestamp_after_max_ms = as_i64(),
             "message.timestamp.type" => {
                 config.message_timestamp_type = if value == "LogAppendTime" {
                     TimestampType::LogAppendTime

@@ -30,6 +30,8 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::RecordSetTooLarge { .. } => ResponseError::RecordListTooLarge,
         _ => ResponseError::KafkaStorageError,
     }
 }

@@ -280,3 +280,85 @@ fn invalid_topic_names_configs_and_unknown_topics_get_kafka_errors() {
     );
     assert_eq!(metadata.topics[0].error_code, INVALID_TOPIC_EXCEPTION);
 }
+
+#[test]
+fn produce_v0_to_v2_get_unsupported_version_for_each_partition() {
+    let broker = BrokerProcess::start();
+    for version in 0i16..=2 {
+        let mut client = RawClient::connect(broker.address);
+        // Header v1: api key 0, version, correlation id 5, client id "t".
+        let mut body = vec![0, 0];
+        body.extend_from_slice(&version.to_be_bytes());
+        body.extend_from_slice(&5i32.to_be_bytes());
+        body.extend_from_slice(&[0, 1, b't']);
+        // acks 1, timeout 1000, one topic "old" with partition 0 and 3 bytes of records.
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&1000i32.to_be_bytes());
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&[0, 3, b'o', b'l', b'd']);
+        body.extend_from_slice(&1i32.to_be_bytes());
+        body.extend_from_slice(&0i32.to_be_bytes());
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(&[1, 2, 3]);
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        client.send_raw(&frame).unwrap();
+        let response = client
+            .read_frame()
+            .expect("a response, not a closed connection");
+        assert_eq!(&response[0..4], &5i32.to_be_bytes(), "correlation id");
+        // topics: 1, name "old", partitions: 1, partition 0, then the error code.
+        let error = i16::from_be_bytes([response[21], response[22]]);
+        assert_eq!(error, UNSUPPORTED_VERSION, "Produce v{version}");
+    }
+    assert_still_serving(&broker);
+}
+
+#[test]
+fn timestamps_beyond_the_allowed_window_get_invalid_timestamp() {
+    const INVALID_TIMESTAMP: i16 = 32;
+    let broker = BrokerProcess::start();
+    let mut client = RawClient::connect(broker.address);
+    assert_eq!(
+        create_topic(
+            &mut client,
+            "clock",
+            &[("message.timestamp.before.max.ms", "86400000")]
+        )
+        .topics[0]
+            .error_code,
+        0
+    );
+    let two_hours = 2 * 60 * 60 * 1000;
+    let future = build_batch(
+        0,
+        &[NewRecord::value_only(
+            now_ms() + two_hours,
+            b"late".to_vec(),
+        )],
+        &BatchOptions::default(),
+    )
+    .unwrap();
+    let refused = produce(&mut client, "clock", future);
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code,
+        INVALID_TIMESTAMP
+    );
+    let past = build_batch(
+        0,
+        &[NewRecord::value_only(
+            now_ms() - 2 * 86_400_000,
+            b"old".to_vec(),
+        )],
+        &BatchOptions::default(),
+    )
+    .unwrap();
+    let refused = produce(&mut client, "clock", past);
+    assert_eq!(
+        refused.responses[0].partition_responses[0].error_code,
+        INVALID_TIMESTAMP
+    );
+    let accepted = produce(&mut client, "clock", batch(&["now"]));
+    assert_eq!(accepted.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(accepted.responses[0].partition_responses[0].base_offset, 0);
+}

@@ -29,6 +29,10 @@ pub struct LogConfig {
     pub message_timestamp_type: TimestampType,
     /// `max.message.bytes`: largest batch a producer may append.
     pub max_message_bytes: u32,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime timestamp may be.
+    pub message_timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime timestamp may be.
+    pub message_timestamp_after_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -45,6 +49,8 @@ impl Default for LogConfig {
             flush_ms: u64::MAX,
             message_timestamp_type: TimestampType::CreateTime,
             max_message_bytes: 1_048_588,
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
         }
     }
 }

@@ -99,6 +99,20 @@ pub enum LogError {
         /// Epoch in the batch.
         request_epoch: i16,
     },
+    /// A CreateTime timestamp outside the allowed window (Kafka's INVALID_TIMESTAMP).
+    #[error(
+        "timestamp {timestamp} is {reason} than {limit_ms} ms from the broker's time {now_ms}"
+    )]
+    InvalidTimestamp {
+        /// The offending batch timestamp.
+        timestamp: i64,
+        /// The broker's clock at append.
+        now_ms: i64,
+        /// "further in the past" or "further in the future".
+        reason: &'static str,
+        /// The configured limit.
+        limit_ms: i64,
+    },
     /// A sequence gap or reordering (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER).
     #[error("producer {producer_id} epoch {producer_epoch}: expected sequence {expected_sequence}, found {found_sequence}")]
     OutOfOrderSequence {

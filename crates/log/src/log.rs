@@ -330,6 +330,9 @@ impl Log {
         let mut staged_producers: HashMap<i64, ProducerEntry> = HashMap::new();
         let mut stamped_headers = Vec::with_capacity(headers.len());
         for header in &headers {
+            if !stamp_log_append_time {
+                self.check_timestamps(header, now_ms)?;
+            }
             let mut stamped = *header;
             stamped.base_offset = next_offset;
             stamped.partition_leader_epoch = leader_epoch;
@@ -403,6 +406,32 @@ impl Log {
             duplicate: false,
             needs_flush: unflushed_messages >= self.config.flush_messages,
         })
+    }
+
+    /// Kafka's `message.timestamp.{before,after}.max.ms` for CreateTime batches. The batch
+    /// header gives the first record's timestamp and the largest one, which bound the
+    /// records from both sides unless a producer writes them out of order.
+    fn check_timestamps(&self, header: &batch::BatchHeader, now_ms: i64) -> Result<(), LogError> {
+        let before_limit = self.config.message_timestamp_before_max_ms;
+        let after_limit = self.config.message_timestamp_after_max_ms;
+        let earliest = header.base_timestamp.min(header.max_timestamp);
+        if now_ms.saturating_sub(earliest) > before_limit {
+            return Err(LogError::InvalidTimestamp {
+                timestamp: earliest,
+                now_ms,
+                reason: "further in the past",
+                limit_ms: before_limit,
+            });
+        }
+        if header.max_timestamp.saturating_sub(now_ms) > after_limit {
+            return Err(LogError::InvalidTimestamp {
+                timestamp: header.max_timestamp,
+                now_ms,
+                reason: "further in the future",
+                limit_ms: after_limit,
+            });
+        }
+        Ok(())
     }
 
     fn maybe_roll(

@@ -7,6 +7,7 @@
 //! - [`batch`]: a zero-copy view of magic-2 record batches (header fields, CRC-32C, offset rewrite).
 //! - [`records`]: iterating and building the records inside a batch.
 //! - [`compression`]: the four Kafka codecs.
+//! - [`legacy_produce`]: the UNSUPPORTED_VERSION answer to Produce v0-2.
 //!
 //! Message structs come from the schema-generated `kafka-protocol` crate, re-exported as
 //! [`kafka`], so that no message is written by hand.
@@ -14,6 +15,7 @@
 pub mod batch;
 pub mod compression;
 pub mod frame;
+pub mod legacy_produce;
 pub mod records;
 pub mod request;
 pub mod versions;

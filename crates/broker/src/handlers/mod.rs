@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use cauce_protocol::kafka::messages::{ApiKey, ResponseHeader};
 use cauce_protocol::kafka::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use cauce_protocol::legacy_produce::{unsupported_version_response, MAX_LEGACY_PRODUCE_VERSION};
 use cauce_protocol::request::Request;
 use cauce_protocol::versions;
 
@@ -140,6 +141,12 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
     };
     if api_key == ApiKey::ApiVersions {
         return api_versions::handle(context, request.body);
+    }
+    if api_key == ApiKey::Produce && (0..=MAX_LEGACY_PRODUCE_VERSION).contains(&version) {
+        return match unsupported_version_response(&request.body, version, context.correlation_id) {
+            Some(frame) => Reply::Ready(frame),
+            None => Reply::Close(format!("malformed Produce v{version} request")),
+        };
     }
     if !versions::is_supported(api_key, version) {
         tracing::warn!(
