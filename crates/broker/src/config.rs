@@ -248,8 +248,32 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_default_config_parses() {
+    fn the_shipped_default_config_parses_and_lists_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cauce.toml");
         BrokerConfig::from_file(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut keys: Vec<&str> = TOPIC_CONFIGS.iter().map(|def| def.broker_synonym).collect();
+        keys.extend(BROKER_KEYS);
+        for key in keys {
+            assert!(
+                text.contains(&format!("# {key} = ")),
+                "config/cauce.toml does not list '{key}'"
+            );
+        }
     }
+
+    /// Every key `BrokerConfig::set` takes besides the topic defaults.
+    const BROKER_KEYS: &[&str] = &[
+        "node.id",
+        "listeners",
+        "advertised.listeners",
+        "log.dirs",
+        "auto.create.topics.enable",
+        "delete.topic.enable",
+        "num.partitions",
+        "default.replication.factor",
+        "socket.request.max.bytes",
+        "log.retention.check.interval.ms",
+        "queued.max.requests",
+    ];
 }

@@ -256,21 +256,24 @@ fn reads_are_unaffected_by_later_appends() {
     assert_eq!(BatchIter::new(&bytes).count(), 2);
 }
 
+/// The broker clock in this test, close to the records' timestamps.
+const NOW: i64 = 1_700_000_000_000;
+
 #[test]
 fn refused_batches_leave_later_appends_readable() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
     let mut first = common::batch(2, 1_700_000_000_000, "first");
-    log.append(&mut first, 0, 1).unwrap();
+    log.append(&mut first, 0, NOW).unwrap();
     let mut damaged = common::batch(1, 1_700_000_000_000, "third");
     let last = damaged.len() - 1;
     damaged[last] ^= 0xff;
-    assert!(log.append(&mut damaged, 0, 1).is_err());
+    assert!(log.append(&mut damaged, 0, NOW).is_err());
     let mut cut = common::batch(1, 1_700_000_000_000, "fourth");
     cut.truncate(cut.len() - 3);
-    assert!(log.append(&mut cut, 0, 1).is_err());
+    assert!(log.append(&mut cut, 0, NOW).is_err());
     let mut fifth = common::batch(1, 1_700_000_000_000, "fifth");
-    assert_eq!(log.append(&mut fifth, 0, 1).unwrap().base_offset, 2);
+    assert_eq!(log.append(&mut fifth, 0, NOW).unwrap().base_offset, 2);
     let slice = log.read(0, 1 << 20, log.log_end_offset()).unwrap();
     let bytes = slice.read_bytes().unwrap();
     assert_eq!(bytes.len(), first.len() + fifth.len());

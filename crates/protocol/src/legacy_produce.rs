@@ -131,7 +131,7 @@ mod tests {
         // size, correlation, 1 topic, "t1", 2 partitions of (partition, error, offset).
         assert_eq!(v0.len(), 4 + 4 + 4 + 2 + 2 + 4 + 2 * (4 + 2 + 8));
         assert_eq!(&v0[4..8], &9i32.to_be_bytes());
-        assert_eq!(&v0[22..24], &UNSUPPORTED_VERSION.to_be_bytes());
+        assert_eq!(&v0[24..26], &UNSUPPORTED_VERSION.to_be_bytes());
         let v2 = unsupported_version_response(&body, 2, 9).unwrap();
         assert_eq!(v2.len(), v0.len() + 2 * 8 + 4);
     }

@@ -164,23 +164,11 @@ async fn read_all(
                 responses.push(data.with_error_code(error.code()).with_high_watermark(-1));
                 continue;
             }
-            // KIP-74: the first batch returned is returned whole even above the limits.
+            // KIP-74: the first batch of the response is returned whole even above the
+            // limits; later partitions only return batches that fit.
             let limit = want.partition_max_bytes.min(remaining);
-            let limit = if total == 0 { limit.max(1) } else { limit };
-            if limit == 0 {
-                let read = partition.read(want.fetch_offset, 0);
-                let (high_watermark, log_start) = read.map_or((-1, -1), |read| {
-                    (read.high_watermark, read.log_start_offset)
-                });
-                responses.push(
-                    data.with_high_watermark(high_watermark)
-                        .with_last_stable_offset(high_watermark)
-                        .with_log_start_offset(log_start)
-                        .with_records(Some(Bytes::new())),
-                );
-                continue;
-            }
-            match read_partition(partition, want.fetch_offset, limit) {
+            let whole_first_batch = total == 0;
+            match read_partition(partition, want.fetch_offset, limit, whole_first_batch) {
                 Ok((bytes, high_watermark, log_start_offset)) => {
                     total += bytes.len();
                     remaining = remaining.saturating_sub(bytes.len());
@@ -211,6 +199,7 @@ fn read_partition(
     partition: &Partition,
     offset: i64,
     limit: usize,
+    whole_first_batch: bool,
 ) -> Result<(Bytes, i64, i64), (ResponseError, i64, i64)> {
     let read = match partition.read(offset, limit) {
         Ok(read) => read,
@@ -225,6 +214,7 @@ fn read_partition(
     };
     let bytes = match &read.slice {
         None => Bytes::new(),
+        Some(slice) if slice.length > limit && !whole_first_batch => Bytes::new(),
         Some(slice) => match slice.read_bytes() {
             Ok(bytes) => bytes,
             Err(error) => {
