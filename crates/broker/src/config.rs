@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use cauce_metadata::topic_config::{validate_value, TOPIC_CONFIGS};
+use cauce_metadata::topic_config::{validate_value, ConfigKind, TOPIC_CONFIGS};
 
 use crate::BrokerError;
 
@@ -37,6 +37,20 @@ pub struct BrokerConfig {
     pub max_in_flight_requests_per_connection: usize,
     /// Whether DeleteTopics is allowed (`delete.topic.enable`).
     pub delete_topic_enable: bool,
+    /// Partitions of `__consumer_offsets` (`offsets.topic.num.partitions`).
+    pub offsets_topic_num_partitions: i32,
+    /// Segment size of `__consumer_offsets` (`offsets.topic.segment.bytes`).
+    pub offsets_topic_segment_bytes: i64,
+    /// How long an empty group keeps its offsets (`offsets.retention.minutes`).
+    pub offsets_retention_minutes: i64,
+    /// Largest commit metadata string (`offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
+    /// How long a new group waits for more members (`group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: i32,
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    pub group_min_session_timeout_ms: i32,
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    pub group_max_session_timeout_ms: i32,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -55,12 +69,115 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 300_000,
             max_in_flight_requests_per_connection: 64,
             delete_topic_enable: true,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            offsets_retention_minutes: 10_080,
+            offset_metadata_max_bytes: 4096,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
             topic_defaults: BTreeMap::new(),
         }
     }
 }
 
+/// A broker-level key (other than the topic defaults), for validation, DescribeConfigs and docs.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerKeyDef {
+    /// Kafka's name for the key.
+    pub name: &'static str,
+    /// The value type DescribeConfigs reports.
+    pub kind: ConfigKind,
+    /// One line of documentation.
+    pub doc: &'static str,
+}
+
+/// Every broker-level key [`BrokerConfig::set`] takes besides the topic defaults.
+pub const BROKER_KEYS: &[BrokerKeyDef] = &[
+    BrokerKeyDef {
+        name: "node.id",
+        kind: ConfigKind::Int,
+        doc: "this node's id",
+    },
+    BrokerKeyDef {
+        name: "listeners",
+        kind: ConfigKind::List,
+        doc: "addresses the broker listens on",
+    },
+    BrokerKeyDef {
+        name: "advertised.listeners",
+        kind: ConfigKind::List,
+        doc: "addresses given to clients",
+    },
+    BrokerKeyDef {
+        name: "log.dirs",
+        kind: ConfigKind::String,
+        doc: "where data is stored",
+    },
+    BrokerKeyDef {
+        name: "auto.create.topics.enable",
+        kind: ConfigKind::Boolean,
+        doc: "create unknown topics on Metadata",
+    },
+    BrokerKeyDef {
+        name: "delete.topic.enable",
+        kind: ConfigKind::Boolean,
+        doc: "allow DeleteTopics",
+    },
+    BrokerKeyDef {
+        name: "num.partitions",
+        kind: ConfigKind::Int,
+        doc: "partitions of a new topic",
+    },
+    BrokerKeyDef {
+        name: "default.replication.factor",
+        kind: ConfigKind::Int,
+        doc: "replicas of a new topic",
+    },
+    BrokerKeyDef {
+        name: "socket.request.max.bytes",
+        kind: ConfigKind::Int,
+        doc: "largest request",
+    },
+    BrokerKeyDef {
+        name: "log.retention.check.interval.ms",
+        kind: ConfigKind::Long,
+        doc: "how often retention runs",
+    },
+    BrokerKeyDef {
+        name: "queued.max.requests",
+        kind: ConfigKind::Int,
+        doc: "requests in flight per connection",
+    },
+];
+
 impl BrokerConfig {
+    /// The current value of a key of [`BROKER_KEYS`], as text.
+    pub fn broker_key_value(&self, key: &str) -> Option<String> {
+        let (host, port) = self.advertised_address();
+        Some(match key {
+            "node.id" => self.node_id.to_string(),
+            "listeners" => format!("PLAINTEXT://{}", self.listen),
+            "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
+            "log.dirs" => self.data_dir.display().to_string(),
+            "auto.create.topics.enable" => self.auto_create_topics.to_string(),
+            "delete.topic.enable" => self.delete_topic_enable.to_string(),
+            "num.partitions" => self.num_partitions.to_string(),
+            "default.replication.factor" => self.default_replication_factor.to_string(),
+            "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
+            "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
+            "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
+            "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
+            _ => return None,
+        })
+    }
+
     /// Reads a TOML file with Kafka key names.
     pub fn from_file(path: &Path) -> Result<BrokerConfig, BrokerError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
@@ -142,6 +259,34 @@ impl BrokerConfig {
                     .filter(|count| *count >= 1)
                     .ok_or_else(|| bad("an integer of at least 1"))?
             }
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "offsets.topic.segment.bytes" => {
+                self.offsets_topic_segment_bytes =
+                    at_least(value, 1024).ok_or_else(|| bad("an integer of at least 1024"))?
+            }
+            "offsets.retention.minutes" => {
+                self.offsets_retention_minutes =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "offset.metadata.max.bytes" => {
+                self.offset_metadata_max_bytes =
+                    at_least(value, 0).ok_or_else(|| bad("a non-negative integer"))?
+            }
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms =
+                    at_least(value, 0).ok_or_else(|| bad("a non-negative integer"))?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
             "log.retention.hours" | "log.retention.minutes" => {
                 let unit_ms: i64 = if key.ends_with("hours") {
                     3_600_000
@@ -177,6 +322,14 @@ impl BrokerConfig {
             .clone()
             .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
     }
+}
+
+/// Parses a number that must be at least `min`.
+fn at_least<T: std::str::FromStr + PartialOrd + From<u16>>(value: &str, min: u16) -> Option<T> {
+    value
+        .parse::<T>()
+        .ok()
+        .filter(|parsed| *parsed >= T::from(min))
 }
 
 /// Accepts `HOST:PORT` or Kafka's `NAME://HOST:PORT`.
@@ -253,7 +406,7 @@ mod tests {
         BrokerConfig::from_file(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let mut keys: Vec<&str> = TOPIC_CONFIGS.iter().map(|def| def.broker_synonym).collect();
-        keys.extend(BROKER_KEYS);
+        keys.extend(BROKER_KEYS.iter().map(|def| def.name));
         for key in keys {
             assert!(
                 text.contains(&format!("# {key} = ")),
@@ -262,18 +415,15 @@ mod tests {
         }
     }
 
-    /// Every key `BrokerConfig::set` takes besides the topic defaults.
-    const BROKER_KEYS: &[&str] = &[
-        "node.id",
-        "listeners",
-        "advertised.listeners",
-        "log.dirs",
-        "auto.create.topics.enable",
-        "delete.topic.enable",
-        "num.partitions",
-        "default.replication.factor",
-        "socket.request.max.bytes",
-        "log.retention.check.interval.ms",
-        "queued.max.requests",
-    ];
+    #[test]
+    fn every_broker_key_has_a_value_to_describe() {
+        let config = BrokerConfig::default();
+        for def in BROKER_KEYS {
+            assert!(
+                config.broker_key_value(def.name).is_some(),
+                "{} has no value",
+                def.name
+            );
+        }
+    }
 }

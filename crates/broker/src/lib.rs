@@ -8,12 +8,14 @@
 //! - [`partition`]: a hosted partition: its log, long-poll signal and group commit.
 //! - [`backend`]: keeps the hosted partitions in step with the metadata image.
 //! - [`errors`]: the one table from internal errors to Kafka error codes.
+//! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
 //! - [`shutdown`]: the signal that stops listeners and connections.
 
 pub mod backend;
 pub mod config;
 pub mod connection;
 pub mod errors;
+pub mod group;
 pub mod handlers;
 pub mod partition;
 pub mod server;
@@ -53,6 +55,8 @@ pub struct Broker {
     pub metadata: MetadataManager,
     /// The partitions hosted here.
     pub logs: backend::LogBackend,
+    /// Consumer groups and committed offsets.
+    pub groups: group::GroupCoordinator,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
 }
@@ -67,10 +71,23 @@ impl Broker {
         metadata: MetadataManager,
         logs: backend::LogBackend,
     ) -> Arc<Broker> {
+        let settings = group::coordinator::CoordinatorSettings {
+            limits: group::state::GroupLimits {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            },
+            offsets_partitions: config.offsets_topic_num_partitions,
+            offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            offsets_segment_bytes: config.offsets_topic_segment_bytes,
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+        };
+        let groups = group::GroupCoordinator::new(settings);
         Arc::new(Broker {
             config,
             metadata,
             logs,
+            groups,
             producer_ids: Mutex::new(0..0),
         })
     }

@@ -17,6 +17,8 @@ use crate::{now_ms, Broker, BrokerConfig, BrokerError};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often partitions are checked for a due `flush.ms`.
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often group sessions and rebalance deadlines are checked.
+const GROUP_TICK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A started broker, listening but not yet accepting.
 pub struct Server {
@@ -129,6 +131,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
         broker.config.retention_check_interval_ms,
     ));
     let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
     loop {
         tokio::select! {
             _ = retention.tick() => {
@@ -143,6 +146,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     }
                 }
             }
+            _ = group_tick.tick() => broker.groups.tick(&broker),
             _ = shutdown.wait() => return,
         }
     }

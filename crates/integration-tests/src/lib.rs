@@ -3,6 +3,16 @@
 //! [`BrokerProcess`] starts `cauce server` on a free loopback port with its own data directory,
 //! waits until it says it listens, and can stop it, `kill -9` it and restart it on the same port
 //! and data. [`RawClient`] speaks the wire protocol byte by byte, for tests of malformed input.
+//!
+//! # Layout
+//!
+//! - this file: [`BrokerProcess`] and [`RawClient`], the process and the connection.
+//! - [`raw`]: one-partition CreateTopics, Produce, Fetch and ListOffsets calls over a
+//!   [`RawClient`], record batches, decoding of fetched records, and Kafka error codes.
+//! - [`clients`]: librdkafka helpers: admin topic creation, a producer with test settings, and a
+//!   consumer that reads a partition from its first offset.
+//!
+//! The tests themselves live in `tests/`, numbered by area so that related ones sort together.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,6 +23,9 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+pub mod clients;
+pub mod raw;
 
 /// How long a broker may take to say it listens before the test fails.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);

@@ -4,76 +4,23 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use cauce_integration_tests::clients::{
+    consume_messages_from_partition_start, create_topic_with_admin_client,
+    future_producer_with_settings,
+};
 use cauce_integration_tests::BrokerProcess;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::Timestamp;
 
-fn producer(broker: &BrokerProcess, extra: &[(&str, &str)]) -> FutureProducer {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("message.timeout.ms", "15000");
-    for (key, value) in extra {
-        config.set(*key, *value);
-    }
-    config.create().expect("producer")
-}
-
-async fn create_topic(broker: &BrokerProcess, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .create()
-        .unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    for result in results {
-        result.expect("topic created");
-    }
-}
-
-/// Reads every record of a partition from offset 0 up to `count` records.
-fn read_partition(
-    broker: &BrokerProcess,
-    topic: &str,
-    partition: i32,
-    count: usize,
-) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "unused")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let mut messages = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while messages.len() < count && std::time::Instant::now() < deadline {
-        if let Some(result) = consumer.poll(Duration::from_millis(200)) {
-            messages.push(result.expect("consume").detach());
-        }
-    }
-    messages
-}
+/// How long a test waits for the records it produced to come back.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_come_back_with_keys_headers_and_timestamps_in_order() {
     let broker = BrokerProcess::start();
-    create_topic(&broker, "round-trip", 1).await;
-    let producer = producer(&broker, &[("acks", "all")]);
+    create_topic_with_admin_client(&broker.bootstrap(), "round-trip", 1).await;
+    let producer = future_producer_with_settings(&broker.bootstrap(), &[("acks", "all")]);
     let mut offsets = Vec::new();
     for index in 0..200i64 {
         let key = format!("key-{index}");
@@ -103,10 +50,17 @@ async fn records_come_back_with_keys_headers_and_timestamps_in_order() {
         (0..200).collect::<Vec<i64>>(),
         "offsets are consecutive from 0"
     );
-    let messages =
-        tokio::task::spawn_blocking(move || read_partition(&broker, "round-trip", 0, 200))
-            .await
-            .unwrap();
+    let messages = tokio::task::spawn_blocking(move || {
+        consume_messages_from_partition_start(
+            &broker.bootstrap(),
+            "round-trip",
+            0,
+            200,
+            CONSUME_TIMEOUT,
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(messages.len(), 200);
     for (index, message) in messages.iter().enumerate() {
         assert_eq!(message.offset(), index as i64);
@@ -125,12 +79,13 @@ async fn records_come_back_with_keys_headers_and_timestamps_in_order() {
     }
 }
 
+/// Produces 1000 compressible records with `codec` and reads them back unchanged and in order.
 async fn codec_round_trip(codec: &str) {
     let broker = BrokerProcess::start();
     let topic = format!("codec-{codec}");
-    create_topic(&broker, &topic, 1).await;
-    let producer = producer(
-        &broker,
+    create_topic_with_admin_client(&broker.bootstrap(), &topic, 1).await;
+    let producer = future_producer_with_settings(
+        &broker.bootstrap(),
         &[
             ("compression.codec", codec),
             ("linger.ms", "20"),
@@ -153,9 +108,17 @@ async fn codec_round_trip(codec: &str) {
     }
     producer.flush(Duration::from_secs(10)).unwrap();
     let codec_name = codec.to_string();
-    let messages = tokio::task::spawn_blocking(move || read_partition(&broker, &topic, 0, count))
-        .await
-        .unwrap();
+    let messages = tokio::task::spawn_blocking(move || {
+        consume_messages_from_partition_start(
+            &broker.bootstrap(),
+            &topic,
+            0,
+            count,
+            CONSUME_TIMEOUT,
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(messages.len(), count);
     for (index, message) in messages.iter().enumerate() {
         let expected = format!("{codec_name} value {index} {}", "abc".repeat(20));
@@ -191,9 +154,9 @@ async fn zstd_batches_round_trip() {
 #[tokio::test(flavor = "multi_thread")]
 async fn same_key_goes_to_same_partition_in_order() {
     let broker = BrokerProcess::start();
-    create_topic(&broker, "keyed", 6).await;
-    let producer = producer(
-        &broker,
+    create_topic_with_admin_client(&broker.bootstrap(), "keyed", 6).await;
+    let producer = future_producer_with_settings(
+        &broker.bootstrap(),
         &[("enable.idempotence", "true"), ("linger.ms", "5")],
     );
     let keys: Vec<String> = (0..20).map(|key| format!("customer-{key}")).collect();
@@ -231,10 +194,17 @@ async fn same_key_goes_to_same_partition_in_order() {
             .collect();
         let count = expected_keys.len() * 50;
         let shared = broker.clone();
-        let messages =
-            tokio::task::spawn_blocking(move || read_partition(&shared, "keyed", partition, count))
-                .await
-                .unwrap();
+        let messages = tokio::task::spawn_blocking(move || {
+            consume_messages_from_partition_start(
+                &shared.bootstrap(),
+                "keyed",
+                partition,
+                count,
+                CONSUME_TIMEOUT,
+            )
+        })
+        .await
+        .unwrap();
         assert_eq!(messages.len(), count, "partition {partition}");
         let mut next_round: HashMap<String, usize> = HashMap::new();
         for message in messages {

@@ -8,45 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cauce_integration_tests::clients::consume_offsets_and_payloads_from_partition_start;
 use cauce_integration_tests::BrokerProcess;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
-/// Reads a partition from the start until `count` records or 30 s.
-fn consume(
-    broker: &BrokerProcess,
-    topic: &str,
-    partition: i32,
-    count: usize,
-) -> Vec<(i64, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "unused")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, partition, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while records.len() < count && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("consume");
-            records.push((
-                message.offset(),
-                String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
-            ));
-        }
-    }
-    records
-}
+/// How long a test waits for the records it expects to read back.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Produces `values` to partition 0 with acks=all, waiting for each before sending the next.
 fn produce_sync(broker: &BrokerProcess, topic: &str, values: impl Iterator<Item = String>) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())
@@ -63,6 +34,7 @@ fn produce_sync(broker: &BrokerProcess, topic: &str, values: impl Iterator<Item 
     }
 }
 
+/// The files of partition 0 of `topic` with the given extension, sorted by name (base offset).
 fn segment_files(broker: &BrokerProcess, topic: &str, extension: &str) -> Vec<PathBuf> {
     let dir = broker.data_dir().join(format!("{topic}-0"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -130,7 +102,13 @@ fn acked_writes_survive_kill_9_during_continuous_acks_all_production() {
             .map(|((_, offset), value)| (*offset, value.clone()))
             .collect();
         let highest = expected.last().map_or(-1, |(offset, _)| *offset);
-        let stored = consume(&broker, "crash", partition, (highest + 1) as usize);
+        let stored = consume_offsets_and_payloads_from_partition_start(
+            &broker.bootstrap(),
+            "crash",
+            partition,
+            (highest + 1) as usize,
+            CONSUME_TIMEOUT,
+        );
         let stored: BTreeMap<i64, String> = stored.into_iter().collect();
         for (offset, value) in expected {
             assert_eq!(
@@ -180,7 +158,13 @@ fn torn_tail_is_truncated_and_every_complete_batch_kept() {
         .unwrap();
     drop(file);
     broker.restart();
-    let stored = consume(&broker, "torn", 0, 50);
+    let stored = consume_offsets_and_payloads_from_partition_start(
+        &broker.bootstrap(),
+        "torn",
+        0,
+        50,
+        CONSUME_TIMEOUT,
+    );
     assert_eq!(
         stored,
         (0..50)
@@ -188,7 +172,13 @@ fn torn_tail_is_truncated_and_every_complete_batch_kept() {
             .collect::<Vec<_>>()
     );
     produce_sync(&broker, "torn", std::iter::once("after".to_string()));
-    let stored = consume(&broker, "torn", 0, 51);
+    let stored = consume_offsets_and_payloads_from_partition_start(
+        &broker.bootstrap(),
+        "torn",
+        0,
+        51,
+        CONSUME_TIMEOUT,
+    );
     assert_eq!(
         stored.last(),
         Some(&(50, "after".to_string())),
@@ -218,7 +208,13 @@ fn missing_and_damaged_indexes_are_rebuilt() {
     let time_indexes = segment_files(&broker, "indexed", "timeindex");
     std::fs::write(&time_indexes[0], [0xff; 7]).unwrap();
     broker.restart();
-    let stored = consume(&broker, "indexed", 0, 300);
+    let stored = consume_offsets_and_payloads_from_partition_start(
+        &broker.bootstrap(),
+        "indexed",
+        0,
+        300,
+        CONSUME_TIMEOUT,
+    );
     assert_eq!(stored.len(), 300);
     for (index, (offset, value)) in stored.iter().enumerate() {
         assert_eq!(*offset, index as i64);

@@ -1,28 +1,19 @@
 //! Bad input gets a clear error or a closed connection, never a crash, and harms nothing else.
 
-use bytes::Bytes;
+use cauce_integration_tests::raw::error_codes::{
+    CORRUPT_MESSAGE, INVALID_CONFIG, INVALID_TIMESTAMP, INVALID_TOPIC_EXCEPTION, MESSAGE_TOO_LARGE,
+    UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+};
+use cauce_integration_tests::raw::{
+    current_unix_time_ms, fetch_partition_zero_without_waiting, produce_batch_to_partition_zero,
+    record_batch_of_values_stamped_now, send_create_single_partition_topic, topic_name,
+};
 use cauce_integration_tests::{BrokerProcess, RawClient};
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-
-const CORRUPT_MESSAGE: i16 = 2;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const MESSAGE_TOO_LARGE: i16 = 10;
-const INVALID_TOPIC_EXCEPTION: i16 = 17;
-const UNSUPPORTED_VERSION: i16 = 35;
-const INVALID_CONFIG: i16 = 40;
-
-fn name(text: &str) -> TopicName {
-    TopicName(StrBytes::from_string(text.to_string()))
-}
 
 /// The broker still answers on a fresh connection.
 fn assert_still_serving(broker: &BrokerProcess) {
@@ -36,74 +27,6 @@ fn assert_still_serving(broker: &BrokerProcess) {
     );
     assert_eq!(response.error_code, 0);
     assert!(!response.api_keys.is_empty());
-}
-
-fn create_topic(
-    client: &mut RawClient,
-    topic: &str,
-    configs: &[(&str, &str)],
-) -> CreateTopicsResponse {
-    let configs = configs
-        .iter()
-        .map(|(key, value)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(key.to_string()))
-                .with_value(Some(StrBytes::from_string(value.to_string())))
-        })
-        .collect();
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)
-            .with_configs(configs)]);
-    client.call(ApiKey::CreateTopics, 7, &request)
-}
-
-fn produce(client: &mut RawClient, topic: &str, records: Vec<u8>) -> ProduceResponse {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::from(records)))])]);
-    client.call(ApiKey::Produce, 9, &request)
-}
-
-/// Current time: records with old timestamps would roll a segment per batch (segment.ms).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn batch(values: &[&str]) -> Vec<u8> {
-    let records: Vec<NewRecord> = values
-        .iter()
-        .map(|value| NewRecord::value_only(now_ms(), value.as_bytes().to_vec()))
-        .collect();
-    build_batch(0, &records, &BatchOptions::default()).unwrap()
-}
-
-fn fetch_all(client: &mut RawClient, topic: &str) -> Bytes {
-    let request = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(1 << 20)])]);
-    let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
-    let partition = &response.responses[0].partitions[0];
-    assert_eq!(partition.error_code, 0);
-    partition.records.clone().unwrap_or_default()
 }
 
 #[test]
@@ -185,36 +108,37 @@ fn corrupt_batch_is_refused_and_earlier_data_is_kept() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
     assert_eq!(
-        create_topic(&mut client, "corrupt", &[]).topics[0].error_code,
+        send_create_single_partition_topic(&mut client, "corrupt", &[]).topics[0].error_code,
         0
     );
-    let good = produce(&mut client, "corrupt", batch(&["first", "second"]));
-    assert_eq!(good.responses[0].partition_responses[0].error_code, 0);
+    let good = produce_batch_to_partition_zero(
+        &mut client,
+        "corrupt",
+        &record_batch_of_values_stamped_now(&["first", "second"]),
+    );
+    assert_eq!(good.error_code, 0);
 
-    let mut damaged = batch(&["third"]);
+    let mut damaged = record_batch_of_values_stamped_now(&["third"]);
     let last = damaged.len() - 1;
     damaged[last] ^= 0xff;
-    let refused = produce(&mut client, "corrupt", damaged);
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code,
-        CORRUPT_MESSAGE
-    );
+    let refused = produce_batch_to_partition_zero(&mut client, "corrupt", &damaged);
+    assert_eq!(refused.error_code, CORRUPT_MESSAGE);
 
-    let mut cut = batch(&["fourth"]);
+    let mut cut = record_batch_of_values_stamped_now(&["fourth"]);
     cut.truncate(cut.len() - 3);
-    let refused = produce(&mut client, "corrupt", cut);
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code,
-        CORRUPT_MESSAGE
-    );
+    let refused = produce_batch_to_partition_zero(&mut client, "corrupt", &cut);
+    assert_eq!(refused.error_code, CORRUPT_MESSAGE);
 
-    let after = produce(&mut client, "corrupt", batch(&["fifth"]));
-    assert_eq!(
-        after.responses[0].partition_responses[0].base_offset, 2,
-        "refused batches took no offsets"
+    let after = produce_batch_to_partition_zero(
+        &mut client,
+        "corrupt",
+        &record_batch_of_values_stamped_now(&["fifth"]),
     );
-    let stored = fetch_all(&mut client, "corrupt");
-    let text = String::from_utf8_lossy(&stored);
+    assert_eq!(after.base_offset, 2, "refused batches took no offsets");
+    let stored = fetch_partition_zero_without_waiting(&mut client, "corrupt", 0);
+    assert_eq!(stored.error_code, 0);
+    let stored_records = stored.records.unwrap_or_default();
+    let text = String::from_utf8_lossy(&stored_records);
     assert!(text.contains("first") && text.contains("second") && text.contains("fifth"));
     assert!(!text.contains("third") && !text.contains("fourth"));
 }
@@ -224,25 +148,32 @@ fn oversized_batch_gets_message_too_large() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
     assert_eq!(
-        create_topic(&mut client, "small", &[("max.message.bytes", "1000")]).topics[0].error_code,
+        send_create_single_partition_topic(&mut client, "small", &[("max.message.bytes", "1000")])
+            .topics[0]
+            .error_code,
         0
     );
     let big = "x".repeat(2000);
-    let refused = produce(&mut client, "small", batch(&[&big]));
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code,
-        MESSAGE_TOO_LARGE
+    let refused = produce_batch_to_partition_zero(
+        &mut client,
+        "small",
+        &record_batch_of_values_stamped_now(&[&big]),
     );
-    let fine = produce(&mut client, "small", batch(&["fits"]));
-    assert_eq!(fine.responses[0].partition_responses[0].error_code, 0);
-    assert_eq!(fine.responses[0].partition_responses[0].base_offset, 0);
+    assert_eq!(refused.error_code, MESSAGE_TOO_LARGE);
+    let fine = produce_batch_to_partition_zero(
+        &mut client,
+        "small",
+        &record_batch_of_values_stamped_now(&["fits"]),
+    );
+    assert_eq!(fine.error_code, 0);
+    assert_eq!(fine.base_offset, 0);
 }
 
 #[test]
 fn invalid_topic_names_configs_and_unknown_topics_get_kafka_errors() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
-    let bad_name = create_topic(&mut client, "bad/name", &[]);
+    let bad_name = send_create_single_partition_topic(&mut client, "bad/name", &[]);
     assert_eq!(bad_name.topics[0].error_code, INVALID_TOPIC_EXCEPTION);
     assert!(bad_name.topics[0]
         .error_message
@@ -250,7 +181,8 @@ fn invalid_topic_names_configs_and_unknown_topics_get_kafka_errors() {
         .unwrap()
         .contains("bad/name"));
 
-    let bad_config = create_topic(&mut client, "good-name", &[("retention.ms", "-7")]);
+    let bad_config =
+        send_create_single_partition_topic(&mut client, "good-name", &[("retention.ms", "-7")]);
     assert_eq!(bad_config.topics[0].error_code, INVALID_CONFIG);
     let message = bad_config.topics[0]
         .error_message
@@ -259,14 +191,16 @@ fn invalid_topic_names_configs_and_unknown_topics_get_kafka_errors() {
         .to_string();
     assert!(message.contains("retention.ms"), "{message}");
 
-    let unknown_key = create_topic(&mut client, "good-name", &[("retention.forever", "1")]);
+    let unknown_key =
+        send_create_single_partition_topic(&mut client, "good-name", &[("retention.forever", "1")]);
     assert_eq!(unknown_key.topics[0].error_code, INVALID_CONFIG);
 
-    let produced = produce(&mut client, "never-created", batch(&["lost?"]));
-    assert_eq!(
-        produced.responses[0].partition_responses[0].error_code,
-        UNKNOWN_TOPIC_OR_PARTITION
+    let produced = produce_batch_to_partition_zero(
+        &mut client,
+        "never-created",
+        &record_batch_of_values_stamped_now(&["lost?"]),
     );
+    assert_eq!(produced.error_code, UNKNOWN_TOPIC_OR_PARTITION);
 
     let metadata: MetadataResponse = client.call(
         ApiKey::Metadata,
@@ -275,7 +209,7 @@ fn invalid_topic_names_configs_and_unknown_topics_get_kafka_errors() {
             .with_allow_auto_topic_creation(true)
             .with_topics(Some(vec![
                 kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                    .with_name(Some(name("bad/name"))),
+                    .with_name(Some(topic_name("bad/name"))),
             ])),
     );
     assert_eq!(metadata.topics[0].error_code, INVALID_TOPIC_EXCEPTION);
@@ -316,11 +250,10 @@ fn produce_v0_to_v2_get_unsupported_version_for_each_partition() {
 
 #[test]
 fn timestamps_beyond_the_allowed_window_get_invalid_timestamp() {
-    const INVALID_TIMESTAMP: i16 = 32;
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
     assert_eq!(
-        create_topic(
+        send_create_single_partition_topic(
             &mut client,
             "clock",
             &[("message.timestamp.before.max.ms", "86400000")]
@@ -333,32 +266,30 @@ fn timestamps_beyond_the_allowed_window_get_invalid_timestamp() {
     let future = build_batch(
         0,
         &[NewRecord::value_only(
-            now_ms() + two_hours,
+            current_unix_time_ms() + two_hours,
             b"late".to_vec(),
         )],
         &BatchOptions::default(),
     )
     .unwrap();
-    let refused = produce(&mut client, "clock", future);
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code,
-        INVALID_TIMESTAMP
-    );
+    let refused = produce_batch_to_partition_zero(&mut client, "clock", &future);
+    assert_eq!(refused.error_code, INVALID_TIMESTAMP);
     let past = build_batch(
         0,
         &[NewRecord::value_only(
-            now_ms() - 2 * 86_400_000,
+            current_unix_time_ms() - 2 * 86_400_000,
             b"old".to_vec(),
         )],
         &BatchOptions::default(),
     )
     .unwrap();
-    let refused = produce(&mut client, "clock", past);
-    assert_eq!(
-        refused.responses[0].partition_responses[0].error_code,
-        INVALID_TIMESTAMP
+    let refused = produce_batch_to_partition_zero(&mut client, "clock", &past);
+    assert_eq!(refused.error_code, INVALID_TIMESTAMP);
+    let accepted = produce_batch_to_partition_zero(
+        &mut client,
+        "clock",
+        &record_batch_of_values_stamped_now(&["now"]),
     );
-    let accepted = produce(&mut client, "clock", batch(&["now"]));
-    assert_eq!(accepted.responses[0].partition_responses[0].error_code, 0);
-    assert_eq!(accepted.responses[0].partition_responses[0].base_offset, 0);
+    assert_eq!(accepted.error_code, 0);
+    assert_eq!(accepted.base_offset, 0);
 }

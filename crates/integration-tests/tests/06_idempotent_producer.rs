@@ -2,58 +2,29 @@
 //! producer state that outlives the broker process.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
+use cauce_integration_tests::clients::{
+    consumer_assigned_from_partition_start, future_producer_with_settings, offset_and_utf8_payload,
+    poll_messages_until_count_or_deadline,
+};
+use cauce_integration_tests::raw::error_codes::{
+    INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER,
+};
+use cauce_integration_tests::raw::{
+    create_single_partition_topic, current_unix_time_ms, fetch_records_from_offset_to_log_end,
+    produce_batch_to_partition_zero, record_batch_of_values_stamped_now_with_options,
+};
 use cauce_integration_tests::{BrokerProcess, RawClient};
-use cauce_protocol::batch::BatchIter;
-use cauce_protocol::records::{build_batch, decode_batch, BatchOptions, NewRecord};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-    TopicName, TransactionalId,
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::{FutureRecord, Producer as _};
 
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-
-/// Produce v9 carries idempotent batches and is flexible; InitProducerId v4 can bump epochs.
-const PRODUCE_VERSION: i16 = 9;
+/// InitProducerId v4 can bump the epoch of an existing producer id (KIP-360).
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
-const FETCH_VERSION: i16 = 11;
-
-fn name(text: &str) -> TopicName {
-    TopicName(StrBytes::from_string(text.to_string()))
-}
-
-/// Current time: records with old timestamps would roll a segment per batch (segment.ms).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn create_topic(client: &mut RawClient, topic: &str) {
-    let request = CreateTopicsRequest::default()
-        .with_timeout_ms(5000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(1)
-            .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
-    assert_eq!(response.topics[0].error_code, 0, "create {topic}");
-}
 
 /// A producer id and epoch as InitProducerId hands them out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +33,7 @@ struct ProducerIdentity {
     epoch: i16,
 }
 
+/// An InitProducerId request for a fresh, non-transactional producer id.
 fn init_producer_id_request() -> InitProducerIdRequest {
     InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -86,36 +58,18 @@ fn init_producer_id(client: &mut RawClient) -> ProducerIdentity {
 
 /// An idempotent batch of `values` from `producer` starting at `base_sequence`.
 fn idempotent_batch(producer: ProducerIdentity, base_sequence: i32, values: &[&str]) -> Vec<u8> {
-    let records: Vec<NewRecord> = values
-        .iter()
-        .map(|value| NewRecord::value_only(now_ms(), value.as_bytes().to_vec()))
-        .collect();
     let options = BatchOptions {
         producer_id: producer.id,
         producer_epoch: producer.epoch,
         base_sequence,
         ..BatchOptions::default()
     };
-    build_batch(0, &records, &options).unwrap()
-}
-
-/// Sends `batch` with acks=all and returns the partition's answer.
-fn produce(client: &mut RawClient, topic: &str, batch: &[u8]) -> PartitionProduceResponse {
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(Bytes::copy_from_slice(batch)))])]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
-    response.responses[0].partition_responses[0].clone()
+    record_batch_of_values_stamped_now_with_options(values, &options)
 }
 
 /// Produces and insists on success; returns the base offset.
 fn produce_ok(client: &mut RawClient, topic: &str, batch: &[u8]) -> i64 {
-    let response = produce(client, topic, batch);
+    let response = produce_batch_to_partition_zero(client, topic, batch);
     assert_eq!(
         response.error_code, 0,
         "produce refused: {:?}",
@@ -124,44 +78,18 @@ fn produce_ok(client: &mut RawClient, topic: &str, batch: &[u8]) -> i64 {
     response.base_offset
 }
 
-/// Every (offset, value) of the partition, paging until the log end.
-fn read_all(client: &mut RawClient, topic: &str) -> Vec<(i64, String)> {
-    let mut stored = Vec::new();
-    let mut next = 0;
-    loop {
-        let request = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(0)
-            .with_max_bytes(1 << 20)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(name(topic))
-                .with_partitions(vec![FetchPartition::default()
-                    .with_partition(0)
-                    .with_fetch_offset(next)
-                    .with_partition_max_bytes(1 << 20)])]);
-        let response: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &request);
-        let partition = &response.responses[0].partitions[0];
-        assert_eq!(partition.error_code, 0, "fetch at {next}");
-        let records = partition.records.clone().unwrap_or_default();
-        let before = stored.len();
-        for batch in BatchIter::new(&records) {
-            let (header, records) = decode_batch(batch.bytes).unwrap();
-            for record in records {
-                let offset = record.offset(&header);
-                if offset >= next {
-                    let value = record.value.unwrap();
-                    stored.push((offset, String::from_utf8(value.to_vec()).unwrap()));
-                }
-            }
-        }
-        if stored.len() == before {
-            return stored;
-        }
-        next = stored.last().unwrap().0 + 1;
-    }
+/// Every (offset, value) of partition 0 from offset 0 to the log end.
+fn read_every_offset_and_value_from_offset_zero(
+    client: &mut RawClient,
+    topic: &str,
+) -> Vec<(i64, String)> {
+    fetch_records_from_offset_to_log_end(client, topic, 0)
+        .into_iter()
+        .map(|record| (record.offset, record.value))
+        .collect()
 }
 
+/// The values of (offset, value) pairs, in order.
 fn values_of(stored: &[(i64, String)]) -> Vec<&str> {
     stored.iter().map(|(_, value)| value.as_str()).collect()
 }
@@ -211,11 +139,14 @@ fn init_producer_id_hands_out_unique_ids_at_epoch_zero_even_across_restarts() {
 fn retried_batch_is_acknowledged_with_its_original_offset_and_stored_once() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
-    create_topic(&mut client, "retries");
+    create_single_partition_topic(&mut client, "retries", &[]);
     // A plain record first, so that the idempotent batches do not start at offset 0.
     let plain = build_batch(
         0,
-        &[NewRecord::value_only(now_ms(), b"plain".to_vec())],
+        &[NewRecord::value_only(
+            current_unix_time_ms(),
+            b"plain".to_vec(),
+        )],
         &BatchOptions::default(),
     )
     .unwrap();
@@ -238,7 +169,7 @@ fn retried_batch_is_acknowledged_with_its_original_offset_and_stored_once() {
         "a retry of an earlier batch still in the window gets its original offset"
     );
 
-    let stored = read_all(&mut client, "retries");
+    let stored = read_every_offset_and_value_from_offset_zero(&mut client, "retries");
     assert_eq!(values_of(&stored), ["plain", "a", "b", "c", "d", "e"]);
     assert_eq!(
         stored.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
@@ -257,7 +188,7 @@ fn retried_batch_is_acknowledged_with_its_original_offset_and_stored_once() {
 fn sequence_gap_is_refused_without_writing_and_the_in_order_batch_still_succeeds() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
-    create_topic(&mut client, "gaps");
+    create_single_partition_topic(&mut client, "gaps", &[]);
     let producer = init_producer_id(&mut client);
     assert_eq!(
         produce_ok(
@@ -268,7 +199,7 @@ fn sequence_gap_is_refused_without_writing_and_the_in_order_batch_still_succeeds
         0
     );
 
-    let gap = produce(
+    let gap = produce_batch_to_partition_zero(
         &mut client,
         "gaps",
         &idempotent_batch(producer, 5, &["lost"]),
@@ -280,7 +211,7 @@ fn sequence_gap_is_refused_without_writing_and_the_in_order_batch_still_succeeds
         3,
         "the refused batch took no offsets"
     );
-    let stored = read_all(&mut client, "gaps");
+    let stored = read_every_offset_and_value_from_offset_zero(&mut client, "gaps");
     assert_eq!(values_of(&stored), ["a", "b", "c", "d"]);
 }
 
@@ -288,7 +219,7 @@ fn sequence_gap_is_refused_without_writing_and_the_in_order_batch_still_succeeds
 fn older_producer_epoch_is_fenced_once_a_newer_one_has_written() {
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
-    create_topic(&mut client, "fenced");
+    create_single_partition_topic(&mut client, "fenced", &[]);
     let old = init_producer_id(&mut client);
     assert_eq!(
         produce_ok(&mut client, "fenced", &idempotent_batch(old, 0, &["old-0"])),
@@ -316,13 +247,13 @@ fn older_producer_epoch_is_fenced_once_a_newer_one_has_written() {
         "a new epoch starts again at sequence 0"
     );
 
-    let zombie = produce(
+    let zombie = produce_batch_to_partition_zero(
         &mut client,
         "fenced",
         &idempotent_batch(old, 1, &["zombie"]),
     );
     assert_eq!(zombie.error_code, INVALID_PRODUCER_EPOCH);
-    let stored = read_all(&mut client, "fenced");
+    let stored = read_every_offset_and_value_from_offset_zero(&mut client, "fenced");
     assert_eq!(values_of(&stored), ["old-0", "new-0"]);
 }
 
@@ -330,7 +261,7 @@ fn older_producer_epoch_is_fenced_once_a_newer_one_has_written() {
 fn producer_state_survives_restart_and_kill_9() {
     let mut broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
-    create_topic(&mut client, "durable-producer");
+    create_single_partition_topic(&mut client, "durable-producer", &[]);
     let producer = init_producer_id(&mut client);
     let first = idempotent_batch(producer, 0, &["a", "b"]);
     let second = idempotent_batch(producer, 2, &["c", "d"]);
@@ -348,7 +279,7 @@ fn producer_state_survives_restart_and_kill_9() {
     );
     let third = idempotent_batch(producer, 4, &["e"]);
     assert_eq!(produce_ok(&mut client, "durable-producer", &third), 4);
-    let gap = produce(
+    let gap = produce_batch_to_partition_zero(
         &mut client,
         "durable-producer",
         &idempotent_batch(producer, 9, &["lost"]),
@@ -366,7 +297,7 @@ fn producer_state_survives_restart_and_kill_9() {
     );
     let fourth = idempotent_batch(producer, 5, &["f"]);
     assert_eq!(produce_ok(&mut client, "durable-producer", &fourth), 5);
-    let stored = read_all(&mut client, "durable-producer");
+    let stored = read_every_offset_and_value_from_offset_zero(&mut client, "durable-producer");
     assert_eq!(values_of(&stored), ["a", "b", "c", "d", "e", "f"]);
 }
 
@@ -394,16 +325,16 @@ async fn rdkafka_idempotent_producer_writes_each_record_exactly_once_in_order() 
     let broker = BrokerProcess::start();
     {
         let mut client = RawClient::connect(broker.address);
-        create_topic(&mut client, "idempotent");
+        create_single_partition_topic(&mut client, "idempotent", &[]);
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "50")
-        .set("message.timeout.ms", "15000")
-        .create()
-        .expect("producer");
+    let producer = future_producer_with_settings(
+        &broker.bootstrap(),
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "50"),
+        ],
+    );
     let deliveries: Vec<_> = (0..COUNT)
         .map(|index| {
             let value = format!("idempotent-{index}");
@@ -425,31 +356,15 @@ async fn rdkafka_idempotent_producer_writes_each_record_exactly_once_in_order() 
 
     let bootstrap = broker.bootstrap();
     let consumed = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", "unused")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        assignment
-            .add_partition_offset("idempotent", 0, Offset::Beginning)
-            .unwrap();
-        consumer.assign(&assignment).unwrap();
-        let mut consumed = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(8);
-        while consumed.len() < COUNT && Instant::now() < deadline {
-            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-                let message = message.expect("consume");
-                let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-                consumed.push((message.offset(), value));
-            }
-        }
+        let consumer = consumer_assigned_from_partition_start(&bootstrap, "idempotent", 0);
+        let mut consumed: Vec<(i64, String)> =
+            poll_messages_until_count_or_deadline(&consumer, COUNT, Duration::from_secs(8))
+                .iter()
+                .map(offset_and_utf8_payload)
+                .collect();
         // Anything beyond COUNT would be a duplicate; give it a moment to show up.
         if let Some(message) = consumer.poll(Duration::from_millis(300)) {
-            let message = message.expect("consume");
-            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
-            consumed.push((message.offset(), value));
+            consumed.push(offset_and_utf8_payload(&message.expect("consume").detach()));
         }
         consumed
     })
@@ -461,5 +376,8 @@ async fn rdkafka_idempotent_producer_writes_each_record_exactly_once_in_order() 
         assert_eq!(value, &format!("idempotent-{index}"));
     }
     let mut client = RawClient::connect(broker.address);
-    assert_eq!(read_all(&mut client, "idempotent").len(), COUNT);
+    assert_eq!(
+        read_every_offset_and_value_from_offset_zero(&mut client, "idempotent").len(),
+        COUNT
+    );
 }

@@ -8,20 +8,14 @@ use super::{text, Context, Reply};
 pub fn describe_cluster(context: Context, _request: DescribeClusterRequest) -> Reply {
     let image = context.broker.metadata.image();
     let config = &context.broker.config;
-    let (host, port) = config.advertised_address();
     let brokers = image
         .brokers
         .values()
         .map(|registration| {
-            let (host, port) = if registration.broker_id == config.node_id {
-                (host.clone(), port as i32)
-            } else {
-                (registration.host.clone(), registration.port)
-            };
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(registration.broker_id))
-                .with_host(text(host))
-                .with_port(port)
+                .with_host(text(registration.host.clone()))
+                .with_port(registration.port)
                 .with_rack(registration.rack.clone().map(text))
         })
         .collect();

@@ -17,6 +17,7 @@ use cauce_protocol::kafka::messages::{
 use cauce_protocol::ResponseError;
 
 use super::{text, Context, Reply};
+use crate::config::BROKER_KEYS;
 use crate::errors::metadata_error_code;
 
 /// Resource types of the config APIs.
@@ -164,79 +165,22 @@ fn describe_topic(
 
 fn describe_broker(context: &Context) -> Vec<Described> {
     let config = &context.broker.config;
-    let (host, port) = config.advertised_address();
     let static_code = ConfigSource::StaticBroker.describe_configs_code();
-    let fixed = |name: &str, value: String, kind: ConfigKind, doc: &'static str| Described {
-        name: name.to_string(),
-        value: value.clone(),
-        source: static_code,
-        kind: kind.describe_configs_code(),
-        read_only: true,
-        synonyms: vec![(name.to_string(), value, static_code)],
-        doc,
-    };
-    let mut described = vec![
-        fixed(
-            "node.id",
-            config.node_id.to_string(),
-            ConfigKind::Int,
-            "this node's id",
-        ),
-        fixed(
-            "listeners",
-            format!("PLAINTEXT://{}", config.listen),
-            ConfigKind::List,
-            "addresses the broker listens on",
-        ),
-        fixed(
-            "advertised.listeners",
-            format!("PLAINTEXT://{host}:{port}"),
-            ConfigKind::List,
-            "addresses given to clients",
-        ),
-        fixed(
-            "log.dirs",
-            config.data_dir.display().to_string(),
-            ConfigKind::String,
-            "where data is stored",
-        ),
-        fixed(
-            "auto.create.topics.enable",
-            config.auto_create_topics.to_string(),
-            ConfigKind::Boolean,
-            "create unknown topics on Metadata",
-        ),
-        fixed(
-            "num.partitions",
-            config.num_partitions.to_string(),
-            ConfigKind::Int,
-            "partitions of a new topic",
-        ),
-        fixed(
-            "default.replication.factor",
-            config.default_replication_factor.to_string(),
-            ConfigKind::Int,
-            "replicas of a new topic",
-        ),
-        fixed(
-            "socket.request.max.bytes",
-            config.socket_request_max_bytes.to_string(),
-            ConfigKind::Int,
-            "largest request",
-        ),
-        fixed(
-            "delete.topic.enable",
-            config.delete_topic_enable.to_string(),
-            ConfigKind::Boolean,
-            "allow DeleteTopics",
-        ),
-        fixed(
-            "log.retention.check.interval.ms",
-            config.retention_check_interval_ms.to_string(),
-            ConfigKind::Long,
-            "how often retention runs",
-        ),
-    ];
+    let mut described: Vec<Described> = BROKER_KEYS
+        .iter()
+        .filter_map(|def| {
+            let value = config.broker_key_value(def.name)?;
+            Some(Described {
+                name: def.name.to_string(),
+                value: value.clone(),
+                source: static_code,
+                kind: def.kind.describe_configs_code(),
+                read_only: true,
+                synonyms: vec![(def.name.to_string(), value, static_code)],
+                doc: def.doc,
+            })
+        })
+        .collect();
     let defaults = context.broker.logs.topic_defaults();
     for def in TOPIC_CONFIGS {
         if described

@@ -14,7 +14,7 @@ use cauce_protocol::ResponseError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{text, Context, Reply};
+use super::{check_leader_epoch, text, Context, Reply};
 use crate::errors::log_error_code;
 use crate::partition::Partition;
 
@@ -153,14 +153,8 @@ async fn read_all(
                     continue;
                 }
             };
-            let epoch = partition.leader_epoch();
-            if want.current_leader_epoch >= 0 && want.current_leader_epoch != epoch {
+            if let Err(error) = check_leader_epoch(partition, want.current_leader_epoch) {
                 had_error = true;
-                let error = if want.current_leader_epoch > epoch {
-                    ResponseError::UnknownLeaderEpoch
-                } else {
-                    ResponseError::FencedLeaderEpoch
-                };
                 responses.push(data.with_error_code(error.code()).with_high_watermark(-1));
                 continue;
             }

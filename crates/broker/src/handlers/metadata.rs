@@ -94,20 +94,15 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
             }
         }
     }
-    let (host, port) = broker.config.advertised_address();
+    // A broker re-registers its advertised address at every start, so the image is current.
     let brokers = image
         .brokers
         .values()
         .map(|registration| {
-            let (host, port) = if registration.broker_id == broker.config.node_id {
-                (host.clone(), port as i32)
-            } else {
-                (registration.host.clone(), registration.port)
-            };
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(registration.broker_id))
-                .with_host(text(host))
-                .with_port(port)
+                .with_host(text(registration.host.clone()))
+                .with_port(registration.port)
                 .with_rack(registration.rack.clone().map(text))
         })
         .collect();

@@ -27,6 +27,9 @@ use cauce_protocol::legacy_produce::{unsupported_version_response, MAX_LEGACY_PR
 use cauce_protocol::request::Request;
 use cauce_protocol::versions;
 
+use cauce_protocol::ResponseError;
+
+use crate::partition::Partition;
 use crate::Broker;
 
 /// A response still being produced.
@@ -196,6 +199,37 @@ fn malformed(context: &Context, error: anyhow::Error) -> Reply {
         "malformed request; closing connection"
     );
     Reply::Close(format!("malformed {:?} request: {error}", context.api_key))
+}
+
+/// A hosted partition, after checking the client's idea of its leader epoch.
+pub fn leader_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    current_leader_epoch: i32,
+) -> Result<Arc<Partition>, ResponseError> {
+    let partition = broker
+        .logs
+        .partition(topic, index)
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    check_leader_epoch(&partition, current_leader_epoch)?;
+    Ok(partition)
+}
+
+/// KIP-320: a client that knows a newer epoch than this broker gets UNKNOWN_LEADER_EPOCH (the
+/// broker is behind), one with an older epoch gets FENCED_LEADER_EPOCH; -1 skips the check.
+pub fn check_leader_epoch(
+    partition: &Partition,
+    current_leader_epoch: i32,
+) -> Result<(), ResponseError> {
+    let epoch = partition.leader_epoch();
+    if current_leader_epoch < 0 || current_leader_epoch == epoch {
+        Ok(())
+    } else if current_leader_epoch > epoch {
+        Err(ResponseError::UnknownLeaderEpoch)
+    } else {
+        Err(ResponseError::FencedLeaderEpoch)
+    }
 }
 
 /// A string field for a response.

@@ -15,9 +15,8 @@ use cauce_protocol::kafka::messages::{
 };
 use cauce_protocol::ResponseError;
 
-use super::{Context, Reply};
+use super::{leader_partition, Context, Reply};
 use crate::errors::log_error_code;
-use crate::partition::Partition;
 
 /// ListOffsets timestamps with special meanings.
 const LATEST: i64 = -1;
@@ -26,17 +25,6 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 /// First ListOffsets version whose response carries the leader epoch.
 const LEADER_EPOCH_VERSION: i16 = 4;
-
-fn check_epoch(partition: &Partition, current_leader_epoch: i32) -> Result<(), ResponseError> {
-    let epoch = partition.leader_epoch();
-    if current_leader_epoch < 0 || current_leader_epoch == epoch {
-        Ok(())
-    } else if current_leader_epoch > epoch {
-        Err(ResponseError::UnknownLeaderEpoch)
-    } else {
-        Err(ResponseError::FencedLeaderEpoch)
-    }
-}
 
 pub fn list_offsets(context: Context, request: ListOffsetsRequest) -> Reply {
     context.respond_blocking(move |context| {
@@ -52,17 +40,15 @@ pub fn list_offsets(context: Context, request: ListOffsetsRequest) -> Reply {
                             .with_partition_index(wanted.partition_index)
                             .with_timestamp(-1)
                             .with_offset(-1);
-                        let Some(partition) = context
-                            .broker
-                            .logs
-                            .partition(&topic.name, wanted.partition_index)
-                        else {
-                            return response
-                                .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let partition = match leader_partition(
+                            &context.broker,
+                            &topic.name,
+                            wanted.partition_index,
+                            wanted.current_leader_epoch,
+                        ) {
+                            Ok(partition) => partition,
+                            Err(error) => return response.with_error_code(error.code()),
                         };
-                        if let Err(error) = check_epoch(&partition, wanted.current_leader_epoch) {
-                            return response.with_error_code(error.code());
-                        }
                         let epoch = partition.leader_epoch();
                         let found = partition.with_log(|log| match wanted.timestamp {
                             LATEST => Ok(Some((log.log_end_offset(), -1, epoch))),
@@ -111,17 +97,15 @@ pub fn offset_for_leader_epoch(context: Context, request: OffsetForLeaderEpochRe
                         .with_partition(wanted.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = context
-                        .broker
-                        .logs
-                        .partition(&topic.topic, wanted.partition)
-                    else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match leader_partition(
+                        &context.broker,
+                        &topic.topic,
+                        wanted.partition,
+                        wanted.current_leader_epoch,
+                    ) {
+                        Ok(partition) => partition,
+                        Err(error) => return response.with_error_code(error.code()),
                     };
-                    if let Err(error) = check_epoch(&partition, wanted.current_leader_epoch) {
-                        return response.with_error_code(error.code());
-                    }
                     match partition.with_log(|log| log.end_offset_for_epoch(wanted.leader_epoch)) {
                         Some((epoch, end_offset)) => response
                             .with_leader_epoch(epoch)
@@ -150,8 +134,9 @@ pub fn delete_records(context: Context, request: DeleteRecordsRequest) -> Reply 
                     .map(|wanted| {
                         let response =
                             DeleteRecordsPartitionResult::default().with_partition_index(wanted.partition_index).with_low_watermark(-1);
-                        let Some(partition) = context.broker.logs.partition(&topic.name, wanted.partition_index) else {
-                            return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let partition = match leader_partition(&context.broker, &topic.name, wanted.partition_index, -1) {
+                            Ok(partition) => partition,
+                            Err(error) => return response.with_error_code(error.code()),
                         };
                         let result = partition.with_log(|log| {
                             let high_watermark = log.log_end_offset();
