@@ -53,9 +53,12 @@ impl Server {
         );
         let broker = Broker::new(config, metadata, logs);
         let opener = broker.clone();
-        tokio::task::spawn_blocking(move || opener.sync_logs())
-            .await
-            .expect("log opening panicked")?;
+        tokio::task::spawn_blocking(move || {
+            opener.sync_logs()?;
+            opener.groups.load(&opener)
+        })
+        .await
+        .expect("log opening panicked")?;
         let (trigger, shutdown) = shutdown::channel();
         Ok(Server {
             broker,

@@ -241,6 +241,13 @@ impl GroupCoordinator {
                     }
                 }
                 Effect::Persist => {
+                    tracing::info!(
+                        group = %group.group_id,
+                        generation = group.generation_id,
+                        phase = group.phase.kafka_name(),
+                        members = group.members.len(),
+                        "group changed"
+                    );
                     let value = group_value(&persisted(group));
                     if let Err(error) = self.append(
                         broker,
@@ -389,6 +396,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Vec<Result<(), GroupError>> {
+        tracing::info!(group = %group_id, members = ?members, "members leaving");
         let limits = self.settings.limits;
         self.with_group(broker, group_id, |group, now| {
             let mut results = Vec::new();

@@ -441,7 +441,6 @@ impl Group {
                 outcome: sync_refused(GroupError::FencedInstanceId),
             });
         }
-        let protocols_changed = member.protocols != request.protocols;
         member.member_id = member_id.clone();
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
@@ -459,7 +458,9 @@ impl Group {
         );
         self.members.insert(member_id.clone(), member);
         match self.phase {
-            GroupPhase::Stable if !protocols_changed => {
+            // Kafka rebalances only if the protocol the group would select changes: a restarted
+            // consumer's metadata differs anyway (it owns no partitions, its generation is -1).
+            GroupPhase::Stable if self.select_protocol() == self.protocol_name => {
                 // KIP-345: no rebalance; the member gets the current generation and fetches
                 // its assignment with SyncGroup. A leader must not assign again (KIP-814).
                 let mut outcome = self.current_generation_outcome(&member_id, Vec::new());
@@ -668,15 +669,29 @@ impl Group {
     }
 
     fn complete_join(&mut self, now_ms: i64) -> Vec<Effect> {
-        // Members that did not rejoin in time are out.
+        // Dynamic members that did not rejoin in time are out; static ones stay until their
+        // session expires (KIP-345), as in Kafka's completeClassicGroupJoin.
         let missing: Vec<String> = self
             .members
             .values()
-            .filter(|member| member.awaiting_join.is_none())
+            .filter(|member| member.awaiting_join.is_none() && member.group_instance_id.is_none())
             .map(|member| member.member_id.clone())
             .collect();
         for member_id in missing {
             self.forget_member(&member_id);
+        }
+        if !self.members.is_empty() && !self.elect_joined_leader() {
+            // Nobody rejoined: wait another rebalance timeout, during which the silent static
+            // members rejoin or their sessions expire.
+            let longest_rebalance = self
+                .members
+                .values()
+                .map(|member| member.rebalance_timeout_ms as i64)
+                .max()
+                .unwrap_or(0);
+            self.initial_delay = None;
+            self.rebalance_deadline_ms = Some(now_ms + longest_rebalance);
+            return Vec::new();
         }
         self.pending_members.clear();
         self.initial_delay = None;
@@ -690,13 +705,6 @@ impl Group {
             return vec![Effect::Persist];
         }
         self.protocol_name = self.select_protocol();
-        if !self
-            .leader
-            .as_ref()
-            .is_some_and(|leader| self.members.contains_key(leader))
-        {
-            self.leader = self.members.keys().next().cloned();
-        }
         self.set_phase(GroupPhase::CompletingRebalance, now_ms);
         let leader = self.leader.clone().unwrap_or_default();
         let member_list = self.member_list();
@@ -717,6 +725,24 @@ impl Group {
             }
         }
         effects
+    }
+
+    /// Keeps the leader if it rejoined, else picks a member that did; false if none did.
+    fn elect_joined_leader(&mut self) -> bool {
+        let rejoined = |member: &Member| member.awaiting_join.is_some();
+        if self
+            .leader
+            .as_ref()
+            .and_then(|leader| self.members.get(leader))
+            .is_some_and(rejoined)
+        {
+            return true;
+        }
+        let Some(new_leader) = self.members.values().find(|member| rejoined(member)) else {
+            return false;
+        };
+        self.leader = Some(new_leader.member_id.clone());
+        true
     }
 
     fn member_list(&self) -> Vec<(String, Option<String>, Bytes)> {
@@ -820,9 +846,16 @@ impl Group {
             GroupPhase::CompletingRebalance => {
                 let member = self.members.get_mut(member_id).expect("checked");
                 member.last_heartbeat_ms = now_ms;
-                member.awaiting_sync = Some(token);
+                // A repeated SyncGroup supersedes the parked one, which still gets an answer.
+                let superseded = member
+                    .awaiting_sync
+                    .replace(token)
+                    .map(|previous| Effect::Sync {
+                        token: previous,
+                        outcome: sync_refused(GroupError::RebalanceInProgress),
+                    });
                 if self.leader.as_deref() != Some(member_id) {
-                    return (None, Vec::new());
+                    return (None, superseded.into_iter().collect());
                 }
                 for (assigned_member, assignment) in assignments {
                     if let Some(member) = self.members.get_mut(&assigned_member) {
@@ -830,7 +863,8 @@ impl Group {
                     }
                 }
                 self.set_phase(GroupPhase::Stable, now_ms);
-                let mut effects = vec![Effect::Persist];
+                let mut effects: Vec<Effect> = superseded.into_iter().collect();
+                effects.push(Effect::Persist);
                 let waiting: Vec<(String, u64)> = self
                     .members
                     .values_mut()
@@ -958,23 +992,33 @@ impl Group {
         let mut effects = Vec::new();
         self.pending_members
             .retain(|_, (issued, session_timeout)| now_ms - *issued <= *session_timeout as i64);
-        let expired: Vec<Member> = self
+        let is_expired = |member: &Member| {
+            member.awaiting_join.is_none()
+                && now_ms - member.last_heartbeat_ms > member.session_timeout_ms as i64
+        };
+        let expired: Vec<String> = self
             .members
             .values()
-            .filter(|member| {
-                member.awaiting_join.is_none()
-                    && now_ms - member.last_heartbeat_ms > member.session_timeout_ms as i64
-            })
-            .cloned()
+            .filter(|member| is_expired(member))
+            .map(|member| member.member_id.clone())
             .collect();
-        for member in expired {
-            if let Some(token) = member.awaiting_sync {
+        for member_id in expired {
+            // Removing one member may already have removed this one, or answered its parked
+            // SyncGroup with REBALANCE_IN_PROGRESS: look again rather than use a stale copy.
+            let Some(member) = self
+                .members
+                .get_mut(&member_id)
+                .filter(|member| is_expired(member))
+            else {
+                continue;
+            };
+            if let Some(token) = member.awaiting_sync.take() {
                 effects.push(Effect::Sync {
                     token,
                     outcome: sync_refused(GroupError::UnknownMemberId),
                 });
             }
-            self.forget_member(&member.member_id);
+            self.forget_member(&member_id);
             effects.extend(self.after_member_removed(limits, now_ms));
         }
         if self.phase == GroupPhase::PreparingRebalance
@@ -1086,3 +1130,6 @@ fn sync_refused(error: GroupError) -> SyncOutcome {
         assignment: Bytes::new(),
     }
 }
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -9,6 +9,8 @@ mod api_versions;
 mod cluster;
 mod configs;
 mod fetch;
+mod group_offsets;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -185,6 +187,17 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::CreatePartitions => route!(topics::create_partitions),
         ApiKey::IncrementalAlterConfigs => route!(configs::incremental_alter_configs),
         ApiKey::DescribeCluster => route!(cluster::describe_cluster),
+        ApiKey::FindCoordinator => route!(groups::find_coordinator),
+        ApiKey::JoinGroup => route!(groups::join_group),
+        ApiKey::SyncGroup => route!(groups::sync_group),
+        ApiKey::Heartbeat => route!(groups::heartbeat),
+        ApiKey::LeaveGroup => route!(groups::leave_group),
+        ApiKey::ListGroups => route!(groups::list_groups),
+        ApiKey::DescribeGroups => route!(groups::describe_groups),
+        ApiKey::DeleteGroups => route!(groups::delete_groups),
+        ApiKey::OffsetCommit => route!(group_offsets::offset_commit),
+        ApiKey::OffsetFetch => route!(group_offsets::offset_fetch),
+        ApiKey::OffsetDelete => route!(group_offsets::offset_delete),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }

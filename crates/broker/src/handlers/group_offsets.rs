@@ -1,0 +1,281 @@
+//! OffsetCommit, OffsetFetch and OffsetDelete: a group's committed positions.
+
+use std::collections::BTreeMap;
+
+use cauce_protocol::kafka::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use cauce_protocol::kafka::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use cauce_protocol::kafka::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use cauce_protocol::kafka::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use cauce_protocol::ResponseError;
+
+use super::{text, Context, Reply};
+use crate::errors::group_error_code;
+use crate::group::records::CommittedOffset;
+use crate::group::GroupCoordinator;
+
+/// First OffsetFetch version that asks about several groups at once.
+const BATCHED_OFFSET_FETCH_VERSION: i16 = 8;
+
+pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
+    context.respond_blocking(move |context| {
+        let broker = &context.broker;
+        let image = broker.metadata.image();
+        let now = crate::now_ms();
+        let max_metadata = broker.groups.settings().offset_metadata_max_bytes;
+        // Each partition's own error first (unknown topic, metadata too large); the rest are
+        // committed together, and share the group's verdict.
+        let mut errors: BTreeMap<(String, i32), ResponseError> = BTreeMap::new();
+        let mut commits = Vec::new();
+        for topic in &request.topics {
+            for partition in &topic.partitions {
+                let key = (topic.name.to_string(), partition.partition_index);
+                let metadata = partition
+                    .committed_metadata
+                    .as_ref()
+                    .map_or(String::new(), |metadata| metadata.to_string());
+                let exists = image.topic(&topic.name).is_some_and(|found| {
+                    (partition.partition_index as usize) < found.partitions.len()
+                });
+                if !exists || partition.partition_index < 0 {
+                    errors.insert(key, ResponseError::UnknownTopicOrPartition);
+                } else if metadata.len() > max_metadata {
+                    errors.insert(key, ResponseError::OffsetMetadataTooLarge);
+                } else {
+                    let committed = CommittedOffset {
+                        offset: partition.committed_offset,
+                        leader_epoch: partition.committed_leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: now,
+                    };
+                    commits.push((key.0, key.1, committed));
+                }
+            }
+        }
+        let group_verdict = if request.group_id.is_empty() {
+            Err(ResponseError::InvalidGroupId)
+        } else if let Err(error) = broker.groups.ensure_offsets_topic(broker) {
+            tracing::error!(%error, "creating __consumer_offsets failed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        } else {
+            broker
+                .groups
+                .commit(
+                    broker,
+                    &request.group_id,
+                    &request.member_id,
+                    request.group_instance_id.as_deref(),
+                    request.generation_id_or_member_epoch,
+                    commits,
+                )
+                .map_err(group_error_code)
+        };
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let own = errors
+                            .get(&(topic.name.to_string(), partition.partition_index))
+                            .copied();
+                        let error = own.or(group_verdict.err());
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(partition.partition_index)
+                            .with_error_code(error.map_or(0, |error| error.code()))
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    })
+}
+
+/// A topic with each asked partition's committed offset, if any.
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+/// One group's answer: for each (topic, partitions) asked (or all committed), the offsets.
+fn fetch_group(
+    groups: &GroupCoordinator,
+    group_id: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<TopicOffsets> {
+    let committed = groups.committed(group_id);
+    match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|partition| {
+                        (
+                            partition,
+                            committed.get(&(topic.clone(), partition)).cloned(),
+                        )
+                    })
+                    .collect();
+                (topic, found)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                BTreeMap::new();
+            for ((topic, partition), offset) in committed {
+                by_topic
+                    .entry(topic)
+                    .or_default()
+                    .push((partition, Some(offset)));
+            }
+            by_topic.into_iter().collect()
+        }
+    }
+}
+
+pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
+    let groups = &context.broker.groups;
+    let leader_epoch =
+        |offset: &Option<CommittedOffset>| offset.as_ref().map_or(-1, |offset| offset.leader_epoch);
+    if context.version >= BATCHED_OFFSET_FETCH_VERSION {
+        let answers = request
+            .groups
+            .iter()
+            .map(|group| {
+                let answer =
+                    OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
+                if group.group_id.is_empty() {
+                    return answer.with_error_code(ResponseError::InvalidGroupId.code());
+                }
+                let wanted = group.topics.as_ref().map(|topics| {
+                    topics
+                        .iter()
+                        .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
+                        .collect()
+                });
+                let topics = fetch_group(groups, &group.group_id, wanted)
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(partition, offset)| {
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(partition)
+                                    .with_committed_offset(
+                                        offset.as_ref().map_or(-1, |offset| offset.offset),
+                                    )
+                                    .with_committed_leader_epoch(leader_epoch(&offset))
+                                    .with_metadata(Some(text(
+                                        offset.map_or(String::new(), |offset| offset.metadata),
+                                    )))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(text(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                answer.with_topics(topics)
+            })
+            .collect();
+        return context.respond(&OffsetFetchResponse::default().with_groups(answers));
+    }
+    if request.group_id.is_empty() {
+        return context.respond(
+            &OffsetFetchResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
+        );
+    }
+    let wanted = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
+            .collect()
+    });
+    let topics = fetch_group(groups, &request.group_id, wanted)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, offset)| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset.as_ref().map_or(-1, |offset| offset.offset))
+                        .with_committed_leader_epoch(leader_epoch(&offset))
+                        .with_metadata(Some(text(
+                            offset.map_or(String::new(), |offset| offset.metadata),
+                        )))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(text(topic)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    context.respond(&OffsetFetchResponse::default().with_topics(topics))
+}
+
+pub fn offset_delete(context: Context, request: OffsetDeleteRequest) -> Reply {
+    context.respond_blocking(move |context| {
+        if request.group_id.is_empty() {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::InvalidGroupId.code());
+        }
+        let partitions: Vec<(String, i32)> = request
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(move |partition| (topic.name.to_string(), partition.partition_index))
+            })
+            .collect();
+        let results = match context.broker.groups.delete_offsets(
+            &context.broker,
+            &request.group_id,
+            &partitions,
+        ) {
+            Ok(results) => results,
+            Err(error) => {
+                return OffsetDeleteResponse::default()
+                    .with_error_code(group_error_code(error).code())
+            }
+        };
+        let mut results = results.into_iter();
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let code = results
+                            .next()
+                            .and_then(|result| result.err())
+                            .map_or(0, |error| group_error_code(error).code());
+                        OffsetDeleteResponsePartition::default()
+                            .with_partition_index(partition.partition_index)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetDeleteResponse::default().with_topics(topics)
+    })
+}

@@ -1,0 +1,412 @@
+//! FindCoordinator and the classic group membership APIs: JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups.
+
+use cauce_protocol::kafka::messages::describe_groups_response::{
+    DescribedGroup, DescribedGroupMember,
+};
+use cauce_protocol::kafka::messages::find_coordinator_response::Coordinator;
+use cauce_protocol::kafka::messages::join_group_response::JoinGroupResponseMember;
+use cauce_protocol::kafka::messages::leave_group_response::MemberResponse;
+use cauce_protocol::kafka::messages::list_groups_response::ListedGroup;
+use cauce_protocol::kafka::messages::{
+    delete_groups_response, BrokerId, DeleteGroupsRequest, DeleteGroupsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
+use cauce_protocol::ResponseError;
+
+use super::{text, Context, Reply};
+use crate::errors::group_error_code;
+use crate::group::state::JoinRequest;
+
+/// FindCoordinator key type of consumer groups; 1 is transactions.
+const GROUP_KEY_TYPE: i8 = 0;
+/// First FindCoordinator version that batches keys.
+const BATCHED_FIND_COORDINATOR_VERSION: i16 = 4;
+/// First JoinGroup version whose new members must learn their id first (KIP-394).
+const KNOWN_MEMBER_ID_VERSION: i16 = 4;
+/// First JoinGroup version with a nullable protocol name.
+const NULLABLE_PROTOCOL_NAME_VERSION: i16 = 7;
+/// First LeaveGroup version that names several members.
+const BATCHED_LEAVE_VERSION: i16 = 3;
+
+/// Whether a group id is acceptable; Kafka refuses an empty one.
+fn valid_group_id(group_id: &str) -> bool {
+    !group_id.is_empty()
+}
+
+pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Reply {
+    context.respond_blocking(move |context| {
+        let keys: Vec<String> = if context.version >= BATCHED_FIND_COORDINATOR_VERSION {
+            request
+                .coordinator_keys
+                .iter()
+                .map(|key| key.to_string())
+                .collect()
+        } else {
+            vec![request.key.to_string()]
+        };
+        let (host, port) = context.broker.config.advertised_address();
+        let coordinators: Vec<Coordinator> = keys
+            .into_iter()
+            .map(|key| {
+                let coordinator = Coordinator::default()
+                    .with_key(text(key.clone()))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1);
+                let refused = |error: ResponseError, message: &str| {
+                    coordinator
+                        .clone()
+                        .with_error_code(error.code())
+                        .with_error_message(Some(text(message)))
+                };
+                if request.key_type != GROUP_KEY_TYPE {
+                    return refused(
+                        ResponseError::CoordinatorNotAvailable,
+                        "transactions are not supported yet",
+                    );
+                }
+                if !valid_group_id(&key) {
+                    return refused(ResponseError::InvalidGroupId, "the group id is empty");
+                }
+                if let Err(error) = context.broker.groups.ensure_offsets_topic(&context.broker) {
+                    tracing::error!(%error, "creating __consumer_offsets failed");
+                    return refused(
+                        ResponseError::CoordinatorNotAvailable,
+                        "the offsets topic is not available",
+                    );
+                }
+                coordinator
+                    .with_node_id(BrokerId(context.broker.config.node_id))
+                    .with_host(text(host.clone()))
+                    .with_port(port as i32)
+            })
+            .collect();
+        if context.version >= BATCHED_FIND_COORDINATOR_VERSION {
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        let single = coordinators.into_iter().next().unwrap_or_default();
+        FindCoordinatorResponse::default()
+            .with_error_code(single.error_code)
+            .with_error_message(single.error_message)
+            .with_node_id(single.node_id)
+            .with_host(single.host)
+            .with_port(single.port)
+    })
+}
+
+pub fn join_group(context: Context, request: JoinGroupRequest) -> Reply {
+    let group_id = request.group_id.to_string();
+    let refuse = |context: &Context, error: ResponseError, member_id: String| {
+        let mut response = JoinGroupResponse::default()
+            .with_error_code(error.code())
+            .with_generation_id(-1)
+            .with_member_id(text(member_id));
+        if context.version < NULLABLE_PROTOCOL_NAME_VERSION {
+            response.protocol_name = Some(text(""));
+        }
+        context.respond(&response)
+    };
+    if !valid_group_id(&group_id) {
+        return refuse(
+            &context,
+            ResponseError::InvalidGroupId,
+            request.member_id.to_string(),
+        );
+    }
+    let join = JoinRequest {
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
+        client_id: context
+            .client_id
+            .as_ref()
+            .map_or(String::new(), |id| id.to_string()),
+        client_host: format!("/{}", context.client.address.ip()),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms: if context.version == 0 {
+            request.session_timeout_ms
+        } else {
+            request.rebalance_timeout_ms
+        },
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
+            .collect(),
+        require_known_member_id: context.version >= KNOWN_MEMBER_ID_VERSION,
+    };
+    Reply::Later(Box::pin(async move {
+        let broker = context.broker.clone();
+        let ready = tokio::task::spawn_blocking(move || {
+            broker.groups.ensure_offsets_topic(&broker).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if !ready {
+            return refuse(
+                &context,
+                ResponseError::CoordinatorNotAvailable,
+                join.member_id,
+            );
+        }
+        let receiver = context.broker.groups.join(&context.broker, &group_id, join);
+        let Ok(outcome) = receiver.await else {
+            return refuse(
+                &context,
+                ResponseError::CoordinatorNotAvailable,
+                String::new(),
+            );
+        };
+        if outcome.error.is_none() {
+            tracing::debug!(group = %group_id, member = %outcome.member_id, generation = outcome.generation_id, "member joined");
+        }
+        let members = outcome
+            .members
+            .into_iter()
+            .map(|(member_id, group_instance_id, metadata)| {
+                JoinGroupResponseMember::default()
+                    .with_member_id(text(member_id))
+                    .with_group_instance_id(group_instance_id.map(text))
+                    .with_metadata(metadata)
+            })
+            .collect();
+        let mut response = JoinGroupResponse::default()
+            .with_error_code(
+                outcome
+                    .error
+                    .map_or(0, |error| group_error_code(error).code()),
+            )
+            .with_generation_id(outcome.generation_id)
+            .with_protocol_type(outcome.protocol_type.map(text))
+            .with_protocol_name(outcome.protocol_name.map(text))
+            .with_leader(text(outcome.leader))
+            .with_member_id(text(outcome.member_id))
+            .with_members(members)
+            .with_skip_assignment(outcome.skip_assignment && context.version >= 9);
+        if context.version < NULLABLE_PROTOCOL_NAME_VERSION && response.protocol_name.is_none() {
+            response.protocol_name = Some(text(""));
+        }
+        context.respond(&response)
+    }))
+}
+
+pub fn sync_group(context: Context, request: SyncGroupRequest) -> Reply {
+    let group_id = request.group_id.to_string();
+    if !valid_group_id(&group_id) {
+        return context.respond(
+            &SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
+        );
+    }
+    let assignments = request
+        .assignments
+        .iter()
+        .map(|assignment| {
+            (
+                assignment.member_id.to_string(),
+                assignment.assignment.clone(),
+            )
+        })
+        .collect();
+    let receiver = context.broker.groups.sync(
+        &context.broker,
+        &group_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id,
+        request.protocol_type.as_deref(),
+        request.protocol_name.as_deref(),
+        assignments,
+    );
+    Reply::Later(Box::pin(async move {
+        let response = match receiver.await {
+            Ok(outcome) => SyncGroupResponse::default()
+                .with_error_code(
+                    outcome
+                        .error
+                        .map_or(0, |error| group_error_code(error).code()),
+                )
+                .with_protocol_type(outcome.protocol_type.map(text))
+                .with_protocol_name(outcome.protocol_name.map(text))
+                .with_assignment(outcome.assignment),
+            Err(_) => SyncGroupResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        };
+        context.respond(&response)
+    }))
+}
+
+pub fn heartbeat(context: Context, request: HeartbeatRequest) -> Reply {
+    let result = if valid_group_id(&request.group_id) {
+        context
+            .broker
+            .groups
+            .heartbeat(
+                &context.broker,
+                &request.group_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation_id,
+            )
+            .map_err(group_error_code)
+    } else {
+        Err(ResponseError::InvalidGroupId)
+    };
+    let code = result.err().map_or(0, |error| error.code());
+    context.respond(&HeartbeatResponse::default().with_error_code(code))
+}
+
+pub fn leave_group(context: Context, request: LeaveGroupRequest) -> Reply {
+    if !valid_group_id(&request.group_id) {
+        return context.respond(
+            &LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
+        );
+    }
+    let batched = context.version >= BATCHED_LEAVE_VERSION;
+    let members: Vec<(String, Option<String>)> = if batched {
+        request
+            .members
+            .iter()
+            .map(|member| {
+                (
+                    member.member_id.to_string(),
+                    member.group_instance_id.as_ref().map(|id| id.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    let results = context
+        .broker
+        .groups
+        .leave(&context.broker, &request.group_id, &members);
+    if !batched {
+        let code = results
+            .first()
+            .and_then(|result| result.err())
+            .map_or(0, |error| group_error_code(error).code());
+        return context.respond(&LeaveGroupResponse::default().with_error_code(code));
+    }
+    let responses = members
+        .into_iter()
+        .zip(results)
+        .map(|((member_id, group_instance_id), result)| {
+            MemberResponse::default()
+                .with_member_id(text(member_id))
+                .with_group_instance_id(group_instance_id.map(text))
+                .with_error_code(
+                    result
+                        .err()
+                        .map_or(0, |error| group_error_code(error).code()),
+                )
+        })
+        .collect();
+    context.respond(&LeaveGroupResponse::default().with_members(responses))
+}
+
+pub fn list_groups(context: Context, request: ListGroupsRequest) -> Reply {
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|state| state.to_lowercase())
+        .collect();
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|kind| kind.to_lowercase())
+        .collect();
+    let groups = context
+        .broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, phase)| {
+            states.is_empty() || states.contains(&phase.kafka_name().to_lowercase())
+        })
+        .filter(|_| types.is_empty() || types.iter().any(|kind| kind == "classic"))
+        .map(|(group_id, protocol_type, phase)| {
+            let mut listed = ListedGroup::default()
+                .with_group_id(GroupId(text(group_id)))
+                .with_protocol_type(text(protocol_type));
+            if context.version >= 4 {
+                listed.group_state = text(phase.kafka_name());
+            }
+            if context.version >= 5 {
+                listed.group_type = text("classic");
+            }
+            listed
+        })
+        .collect();
+    context.respond(&ListGroupsResponse::default().with_groups(groups))
+}
+
+pub fn describe_groups(context: Context, request: DescribeGroupsRequest) -> Reply {
+    let groups = request
+        .groups
+        .iter()
+        .map(|group_id| {
+            let described = DescribedGroup::default()
+                .with_group_id(group_id.clone())
+                .with_authorized_operations(i32::MIN);
+            if !valid_group_id(group_id) {
+                return described.with_error_code(ResponseError::InvalidGroupId.code());
+            }
+            let Some(description) = context.broker.groups.describe(group_id) else {
+                // Kafka describes an unknown group as a dead one, without an error.
+                return described.with_group_state(text("Dead"));
+            };
+            let members = description
+                .members
+                .iter()
+                .map(|member| {
+                    let metadata = member
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| *name == description.protocol_name)
+                        .map(|(_, metadata)| metadata.clone())
+                        .unwrap_or_default();
+                    DescribedGroupMember::default()
+                        .with_member_id(text(member.member_id.clone()))
+                        .with_group_instance_id(member.group_instance_id.clone().map(text))
+                        .with_client_id(text(member.client_id.clone()))
+                        .with_client_host(text(member.client_host.clone()))
+                        .with_member_metadata(metadata)
+                        .with_member_assignment(member.assignment.clone())
+                })
+                .collect();
+            described
+                .with_group_state(text(description.phase.kafka_name()))
+                .with_protocol_type(text(description.protocol_type))
+                .with_protocol_data(text(description.protocol_name))
+                .with_members(members)
+        })
+        .collect();
+    context.respond(&DescribeGroupsResponse::default().with_groups(groups))
+}
+
+pub fn delete_groups(context: Context, request: DeleteGroupsRequest) -> Reply {
+    context.respond_blocking(move |context| {
+        let results = request
+            .groups_names
+            .iter()
+            .map(|group_id| {
+                let result = if valid_group_id(group_id) {
+                    context
+                        .broker
+                        .groups
+                        .delete(&context.broker, group_id)
+                        .map_err(group_error_code)
+                } else {
+                    Err(ResponseError::InvalidGroupId)
+                };
+                delete_groups_response::DeletableGroupResult::default()
+                    .with_group_id(group_id.clone())
+                    .with_error_code(result.err().map_or(0, |error| error.code()))
+            })
+            .collect();
+        DeleteGroupsResponse::default().with_results(results)
+    })
+}

@@ -1,0 +1,71 @@
+"""kafka-python consumer groups: assignment through the group coordinator and committed offsets."""
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+
+def produce(broker, topic, count, start=0):
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
+    for index in range(start, start + count):
+        producer.send(topic, key=f"key-{index}".encode(), value=f"value-{index}".encode())
+    producer.flush()
+    producer.close()
+
+
+def consume(broker, topic, group, want, **settings):
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **settings,
+    )
+    values = []
+    for _ in range(150):
+        for records in consumer.poll(timeout_ms=200).values():
+            values.extend(record.value.decode() for record in records)
+        if len(values) >= want:
+            break
+    consumer.commit()
+    consumer.close()
+    return values
+
+
+def test_group_consumer_commits_and_a_new_member_resumes(broker):
+    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(
+        [NewTopic("py-group", num_partitions=3, replication_factor=1)]
+    )
+    produce(broker, "py-group", 90)
+    first = consume(broker, "py-group", "py-group-1", 90)
+    assert sorted(first) == sorted(f"value-{index}" for index in range(90))
+    produce(broker, "py-group", 30, start=90)
+    second = consume(broker, "py-group", "py-group-1", 30)
+    assert sorted(second) == sorted(f"value-{index}" for index in range(90, 120)), "resumed from committed offsets"
+
+
+def test_committed_offsets_survive_kill_9(broker):
+    produce(broker, "py-kill", 40)
+    assert len(consume(broker, "py-kill", "py-kill-group", 40)) == 40
+    broker.kill9()
+    broker.start()
+    produce(broker, "py-kill", 10, start=40)
+    again = consume(broker, "py-kill", "py-kill-group", 10)
+    assert sorted(again) == sorted(f"value-{index}" for index in range(40, 50))
+
+
+def test_groups_are_listed_and_described(broker):
+    produce(broker, "py-listed", 5)
+    consume(broker, "py-listed", "py-listed-group", 5)
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+
+    def listed():
+        return [group["group_id"] if isinstance(group, dict) else group[0] for group in admin.list_groups()]
+
+    assert "py-listed-group" in listed()
+    offsets = admin.list_group_offsets({"py-listed-group": None})["py-listed-group"]
+    assert sum(meta.offset for meta in offsets.values()) == 5
+    described = admin.describe_groups(["py-listed-group"])
+    assert described, "the group is described"
+    admin.delete_groups(["py-listed-group"])
+    assert "py-listed-group" not in listed()
