@@ -123,12 +123,15 @@ async fn committed_offsets_let_a_new_consumer_resume_and_survive_kill_9() {
             total, 200,
             "committed offsets add up to every record consumed"
         );
-        // Dropping a librdkafka consumer right after a synchronous call hung its close in
-        // this test (client side: every connection was already closed); polling first avoids it.
+        // Leave the group, then leak the client instead of dropping it: librdkafka's close
+        // (rdkafka 0.39, BaseConsumer::drop) sometimes never reports "closed" here although
+        // the group was left and every connection closed, which hangs the test. Seen only
+        // with a synchronous call shortly before the drop; see the session notes.
+        consumer.unsubscribe();
         for _ in 0..20 {
             consumer.poll(Duration::from_millis(50));
         }
-        drop(consumer);
+        std::mem::forget(consumer);
     })
     .await
     .unwrap();
