@@ -9,53 +9,23 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::wire::WireReader;
+
 /// Highest Produce version answered by this module.
 pub const MAX_LEGACY_PRODUCE_VERSION: i16 = 2;
 
 /// Kafka's UNSUPPORTED_VERSION error code.
 const UNSUPPORTED_VERSION: i16 = 35;
 
-/// A cursor over the request body that fails instead of panicking on short input.
-struct Reader<'a> {
-    /// The bytes left.
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < count {
-            return None;
-        }
-        let (taken, rest) = self.rest.split_at(count);
-        self.rest = rest;
-        Some(taken)
-    }
-
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2)
-            .map(|bytes| i16::from_be_bytes([bytes[0], bytes[1]]))
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|bytes| i32::from_be_bytes(bytes.try_into().unwrap()))
-    }
-
-    fn string(&mut self) -> Option<&'a [u8]> {
-        let length = self.i16()?;
-        self.take(usize::try_from(length).ok()?)
-    }
-}
-
 /// The topics and partitions a legacy Produce body names, or `None` if it is malformed.
 fn named_partitions(body: &[u8]) -> Option<Vec<(&[u8], Vec<i32>)>> {
-    let mut reader = Reader { rest: body };
+    let mut reader = WireReader::new(body);
     let _acks = reader.i16()?;
     let _timeout = reader.i32()?;
     let topic_count = reader.i32()?;
     let mut topics = Vec::new();
     for _ in 0..topic_count.max(0) {
-        let name = reader.string()?;
+        let name = reader.nullable_string_bytes()?.unwrap_or_default();
         let partition_count = reader.i32()?;
         let mut partitions = Vec::new();
         for _ in 0..partition_count.max(0) {

@@ -8,6 +8,7 @@
 //! - [`records`]: iterating and building the records inside a batch.
 //! - [`compression`]: the four Kafka codecs.
 //! - [`legacy_produce`]: the UNSUPPORTED_VERSION answer to Produce v0-2.
+//! - [`wire`]: a bounds-checked reader of big-endian primitives for hand-read formats.
 //!
 //! Message structs come from the schema-generated `kafka-protocol` crate, re-exported as
 //! [`kafka`], so that no message is written by hand.
@@ -19,6 +20,7 @@ pub mod legacy_produce;
 pub mod records;
 pub mod request;
 pub mod versions;
+pub mod wire;
 
 pub use kafka_protocol as kafka;
 pub use kafka_protocol::error::ResponseError;

@@ -10,6 +10,7 @@
 //! A null value (tombstone) deletes the key.
 
 use bytes::{BufMut, Bytes};
+use cauce_protocol::wire::WireReader;
 
 /// Key version of offset commits.
 const OFFSET_KEY_VERSION: i16 = 1;
@@ -153,56 +154,39 @@ pub fn group_value(group: &PersistedGroup) -> Vec<u8> {
     out
 }
 
-/// A bounds-checked reader; every decode error is "this record is not ours to read".
-struct Reader<'a> {
-    /// What is left.
-    rest: &'a [u8],
-}
+/// Reads the strings and bytes of these records; every decode error means "not ours to read".
+struct Reader<'a>(WireReader<'a>);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < count {
-            return None;
-        }
-        let (taken, rest) = self.rest.split_at(count);
-        self.rest = rest;
-        Some(taken)
-    }
     fn i16(&mut self) -> Option<i16> {
-        self.take(2)
-            .map(|bytes| i16::from_be_bytes([bytes[0], bytes[1]]))
+        self.0.i16()
     }
     fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|bytes| i32::from_be_bytes(bytes.try_into().unwrap()))
+        self.0.i32()
     }
     fn i64(&mut self) -> Option<i64> {
-        self.take(8)
-            .map(|bytes| i64::from_be_bytes(bytes.try_into().unwrap()))
+        self.0.i64()
     }
     fn nullable_string(&mut self) -> Option<Option<String>> {
-        let length = self.i16()?;
-        if length < 0 {
-            return Some(None);
-        }
-        let bytes = self.take(length as usize)?;
-        Some(Some(String::from_utf8_lossy(bytes).into_owned()))
+        let bytes = self.0.nullable_string_bytes()?;
+        Some(bytes.map(|bytes| String::from_utf8_lossy(bytes).into_owned()))
     }
     fn string(&mut self) -> Option<String> {
         self.nullable_string().map(Option::unwrap_or_default)
     }
     fn bytes(&mut self) -> Option<Bytes> {
-        let length = self.i32()?;
-        if length < 0 {
-            return Some(Bytes::new());
-        }
-        self.take(length as usize).map(Bytes::copy_from_slice)
+        Some(
+            self.0
+                .nullable_bytes()?
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default(),
+        )
     }
 }
 
 /// Decodes a key; `None` for a key this broker does not know.
 pub fn decode_key(key: &[u8]) -> Option<OffsetsKey> {
-    let mut reader = Reader { rest: key };
+    let mut reader = Reader(WireReader::new(key));
     match reader.i16()? {
         0 | 1 => Some(OffsetsKey::Offset {
             group: reader.string()?,
@@ -218,7 +202,7 @@ pub fn decode_key(key: &[u8]) -> Option<OffsetsKey> {
 
 /// Decodes an offset commit value of version 0 to 3.
 pub fn decode_offset_value(value: &[u8]) -> Option<CommittedOffset> {
-    let mut reader = Reader { rest: value };
+    let mut reader = Reader(WireReader::new(value));
     let version = reader.i16()?;
     let offset = reader.i64()?;
     let leader_epoch = if version >= 3 { reader.i32()? } else { -1 };
@@ -234,7 +218,7 @@ pub fn decode_offset_value(value: &[u8]) -> Option<CommittedOffset> {
 
 /// Decodes a group metadata value of version 0 to 3.
 pub fn decode_group_value(value: &[u8]) -> Option<PersistedGroup> {
-    let mut reader = Reader { rest: value };
+    let mut reader = Reader(WireReader::new(value));
     let version = reader.i16()?;
     let protocol_type = reader.string()?;
     let generation_id = reader.i32()?;
