@@ -51,6 +51,10 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
     pub group_max_session_timeout_ms: i32,
+    /// Session timeout of KIP-848 consumer group members (`group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: i32,
+    /// Heartbeat interval given to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -76,6 +80,8 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -149,6 +155,51 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::Int,
         doc: "requests in flight per connection",
     },
+    BrokerKeyDef {
+        name: "offsets.topic.num.partitions",
+        kind: ConfigKind::Int,
+        doc: "partitions of __consumer_offsets",
+    },
+    BrokerKeyDef {
+        name: "offsets.topic.segment.bytes",
+        kind: ConfigKind::Int,
+        doc: "segment size of __consumer_offsets",
+    },
+    BrokerKeyDef {
+        name: "offsets.retention.minutes",
+        kind: ConfigKind::Int,
+        doc: "how long an empty group keeps its offsets",
+    },
+    BrokerKeyDef {
+        name: "offset.metadata.max.bytes",
+        kind: ConfigKind::Int,
+        doc: "largest commit metadata",
+    },
+    BrokerKeyDef {
+        name: "group.initial.rebalance.delay.ms",
+        kind: ConfigKind::Int,
+        doc: "how long a new group waits for more members",
+    },
+    BrokerKeyDef {
+        name: "group.min.session.timeout.ms",
+        kind: ConfigKind::Int,
+        doc: "smallest session timeout",
+    },
+    BrokerKeyDef {
+        name: "group.max.session.timeout.ms",
+        kind: ConfigKind::Int,
+        doc: "largest session timeout",
+    },
+    BrokerKeyDef {
+        name: "group.consumer.session.timeout.ms",
+        kind: ConfigKind::Int,
+        doc: "session timeout of KIP-848 consumer group members",
+    },
+    BrokerKeyDef {
+        name: "group.consumer.heartbeat.interval.ms",
+        kind: ConfigKind::Int,
+        doc: "heartbeat interval of KIP-848 consumer group members",
+    },
 ];
 
 impl BrokerConfig {
@@ -174,6 +225,12 @@ impl BrokerConfig {
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms.to_string(),
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms.to_string(),
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms.to_string(),
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms.to_string()
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms.to_string()
+            }
             _ => return None,
         })
     }
@@ -285,6 +342,14 @@ impl BrokerConfig {
             }
             "group.max.session.timeout.ms" => {
                 self.group_max_session_timeout_ms =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "group.consumer.session.timeout.ms" => {
+                self.group_consumer_session_timeout_ms =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "group.consumer.heartbeat.interval.ms" => {
+                self.group_consumer_heartbeat_interval_ms =
                     at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
             }
             "log.retention.hours" | "log.retention.minutes" => {

@@ -51,5 +51,22 @@ pub fn group_error_code(error: crate::group::state::GroupError) -> ResponseError
         GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+    }
+}
+
+/// The Kafka error a KIP-848 heartbeat refusal is reported as.
+pub fn consumer_group_error_code(
+    error: crate::group::consumer_group::ConsumerGroupError,
+) -> ResponseError {
+    use crate::group::consumer_group::ConsumerGroupError;
+    match error {
+        ConsumerGroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        ConsumerGroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        ConsumerGroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        ConsumerGroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+        ConsumerGroupError::InvalidRequest => ResponseError::InvalidRequest,
+        ConsumerGroupError::NotAConsumerGroup => ResponseError::GroupIdNotFound,
     }
 }

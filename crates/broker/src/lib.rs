@@ -77,6 +77,10 @@ impl Broker {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             },
+            consumer_limits: group::consumer_group::ConsumerGroupLimits {
+                session_timeout_ms: config.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+            },
             offsets_partitions: config.offsets_topic_num_partitions,
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             offsets_segment_bytes: config.offsets_topic_segment_bytes,

@@ -341,3 +341,82 @@ async fn static_member_restart_keeps_its_assignment_without_a_rebalance() {
     .await
     .unwrap();
 }
+
+/// A consumer on the next-generation protocol (KIP-848): the broker assigns.
+fn next_generation_consumer(bootstrap: &str, group: &str, assignor: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("group.remote.assignor", assignor)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+async fn next_generation_members_split_the_partitions(assignor: &str) {
+    let broker = BrokerProcess::start_with_config("group.consumer.heartbeat.interval.ms = 300\n");
+    create_topic_with_admin_client(&broker.bootstrap(), "kip848", 6).await;
+    let bootstrap = broker.bootstrap();
+    let assignor = assignor.to_string();
+    tokio::task::spawn_blocking(move || {
+        produce(&bootstrap, "kip848", 600);
+        let first = next_generation_consumer(&bootstrap, "kip848-group", &assignor);
+        first.subscribe(&["kip848"]).unwrap();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for value in consume_values(&first, 100, Duration::from_secs(20)) {
+            *seen.entry(value).or_default() += 1;
+        }
+        assert!(
+            !seen.is_empty(),
+            "the first member got partitions from the broker's assignor"
+        );
+        first.commit_consumer_state(CommitMode::Sync).unwrap();
+        let second = next_generation_consumer(&bootstrap, "kip848-group", &assignor);
+        second.subscribe(&["kip848"]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            for consumer in [&first, &second] {
+                if let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                    let message = message.expect("consume");
+                    *seen
+                        .entry(String::from_utf8(message.payload().unwrap().to_vec()).unwrap())
+                        .or_default() += 1;
+                }
+            }
+            let (mine, theirs) = (assigned_partitions(&first), assigned_partitions(&second));
+            assert!(
+                mine.is_disjoint(&theirs),
+                "partitions owned twice: {mine:?} {theirs:?}"
+            );
+            if mine.len() == 3 && theirs.len() == 3 && seen.len() == 600 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "assignment did not settle: {mine:?} {theirs:?}, {} seen",
+                seen.len()
+            );
+        }
+        for consumer in [&first, &second] {
+            consumer.unsubscribe();
+        }
+        for _ in 0..10 {
+            first.poll(Duration::from_millis(20));
+            second.poll(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn next_generation_protocol_uniform_assignor_splits_the_partitions() {
+    next_generation_members_split_the_partitions("uniform").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn next_generation_protocol_range_assignor_splits_the_partitions() {
+    next_generation_members_split_the_partitions("range").await;
+}

@@ -15,6 +15,10 @@ use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
+use super::consumer_group::{
+    ConsumerGroup, ConsumerGroupError, ConsumerGroupLimits, HeartbeatOutcome, HeartbeatRequest,
+    TopicsMetadata,
+};
 use super::records::{
     decode_group_value, decode_key, decode_offset_value, group_key, group_value, offset_key,
     offset_value, partition_for_group, CommittedOffset, OffsetsKey, PersistedGroup,
@@ -45,6 +49,8 @@ enum Waiter {
 pub struct CoordinatorSettings {
     /// Limits on sessions and the initial rebalance delay.
     pub limits: GroupLimits,
+    /// Session timeout and heartbeat interval of KIP-848 consumer groups.
+    pub consumer_limits: ConsumerGroupLimits,
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
     /// `offsets.retention.minutes`, in ms: how long an empty group's offsets are kept.
@@ -71,8 +77,10 @@ pub struct GroupDescription {
 pub struct GroupCoordinator {
     /// Settings from the broker configuration.
     settings: CoordinatorSettings,
-    /// Groups by id.
+    /// Classic groups by id.
     groups: Mutex<HashMap<String, Group>>,
+    /// KIP-848 consumer groups by id.
+    consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
     /// Committed offsets by group id.
     offsets: Mutex<HashMap<String, GroupOffsets>>,
     /// Parked requests by token.
@@ -87,6 +95,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             settings,
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
@@ -429,6 +438,12 @@ impl GroupCoordinator {
                 }
             }
         }
+        for group in self.consumer_groups.lock().values_mut() {
+            let expired = group.tick(&self.settings.consumer_limits, now);
+            if !expired.is_empty() {
+                tracing::info!(group = %group.group_id, members = ?expired, "consumer group members expired");
+            }
+        }
         for group_id in expired_groups {
             let has_offsets = self
                 .offsets
@@ -454,12 +469,27 @@ impl GroupCoordinator {
         generation_id: i32,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), GroupError> {
-        self.with_group(broker, group_id, |group, now| {
-            (
-                group.check_commit(member_id, group_instance_id, generation_id, now),
-                Vec::new(),
-            )
-        })?;
+        let consumer_verdict = self
+            .consumer_groups
+            .lock()
+            .get(group_id)
+            .map(|group| group.check_commit(member_id, generation_id));
+        match consumer_verdict {
+            Some(Err(ConsumerGroupError::StaleMemberEpoch)) => {
+                return Err(GroupError::StaleMemberEpoch)
+            }
+            Some(Err(ConsumerGroupError::FencedMemberEpoch)) => {
+                return Err(GroupError::FencedMemberEpoch)
+            }
+            Some(Err(_)) => return Err(GroupError::UnknownMemberId),
+            Some(Ok(())) => {}
+            None => self.with_group(broker, group_id, |group, now| {
+                (
+                    group.check_commit(member_id, group_instance_id, generation_id, now),
+                    Vec::new(),
+                )
+            })?,
+        }
         if commits.is_empty() {
             return Ok(());
         }
@@ -484,6 +514,54 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): answered at once.
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: HeartbeatRequest,
+    ) -> HeartbeatOutcome {
+        let classic_in_use = self
+            .groups
+            .lock()
+            .get(group_id)
+            .is_some_and(|group| !group.members.is_empty());
+        if classic_in_use {
+            return HeartbeatOutcome {
+                error: Some(ConsumerGroupError::NotAConsumerGroup),
+                member_id: request.member_id,
+                member_epoch: request.member_epoch,
+                assignment: None,
+            };
+        }
+        let image = broker.metadata.image();
+        let topics: TopicsMetadata = image
+            .topics
+            .values()
+            .map(|topic| {
+                (
+                    topic.name.clone(),
+                    (topic.topic_id, topic.partitions.len() as i32),
+                )
+            })
+            .collect();
+        let mut groups = self.consumer_groups.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| ConsumerGroup::new(group_id));
+        let epoch_before = group.group_epoch;
+        let outcome = group.heartbeat(request, &topics, &self.settings.consumer_limits, now_ms());
+        if group.group_epoch != epoch_before {
+            tracing::info!(group = %group_id, epoch = group.group_epoch, members = group.members.len(), "consumer group changed");
+        }
+        outcome
+    }
+
+    /// A KIP-848 group's state, for ConsumerGroupDescribe.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Option<ConsumerGroup> {
+        self.consumer_groups.lock().get(group_id).cloned()
+    }
+
     /// The committed offsets of a group, all of them or those asked for.
     pub fn committed(&self, group_id: &str) -> GroupOffsets {
         self.offsets
@@ -493,9 +571,10 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
-    /// Groups with their protocol type and phase.
-    pub fn list(&self) -> Vec<(String, String, GroupPhase)> {
-        self.groups
+    /// Every group: (group id, protocol type, state name, group type "classic" or "consumer").
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
+        let mut listed: Vec<(String, String, &'static str, &'static str)> = self
+            .groups
             .lock()
             .values()
             .filter(|group| group.phase != GroupPhase::Dead)
@@ -503,10 +582,24 @@ impl GroupCoordinator {
                 (
                     group.group_id.clone(),
                     group.protocol_type.clone().unwrap_or_default(),
-                    group.phase,
+                    group.phase.kafka_name(),
+                    "classic",
                 )
             })
-            .collect()
+            .collect();
+        let consumer_groups = self.consumer_groups.lock();
+        listed.retain(|(group_id, _, state, _)| {
+            !(consumer_groups.contains_key(group_id) && *state == "Empty")
+        });
+        listed.extend(consumer_groups.values().map(|group| {
+            (
+                group.group_id.clone(),
+                "consumer".to_string(),
+                group.state_name(),
+                "consumer",
+            )
+        }));
+        listed
     }
 
     /// A group's description; `None` if unknown.

@@ -1,9 +1,11 @@
 //! The group coordinator: consumer groups and their committed offsets.
 //!
-//! - [`state`]: one group's membership as a pure state machine.
+//! - [`state`]: one classic group's membership as a pure state machine.
+//! - [`consumer_group`]: one KIP-848 consumer group, also pure, with its assignors.
 //! - [`coordinator`]: the shell that locks, parks requests, persists and replays.
 //! - [`records`]: Kafka's key and value formats of `__consumer_offsets`.
 
+pub mod consumer_group;
 pub mod coordinator;
 pub mod records;
 pub mod state;

@@ -65,6 +65,10 @@ pub enum GroupError {
     NonEmptyGroup,
     /// OffsetDelete for a topic the group's members subscribe to.
     GroupSubscribedToTopic,
+    /// An OffsetCommit from an older epoch of a KIP-848 member.
+    StaleMemberEpoch,
+    /// An OffsetCommit from an epoch newer than a KIP-848 member's.
+    FencedMemberEpoch,
 }
 
 /// Limits the broker sets on groups.

@@ -323,19 +323,17 @@ pub fn list_groups(context: Context, request: ListGroupsRequest) -> Reply {
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, phase)| {
-            states.is_empty() || states.contains(&phase.kafka_name().to_lowercase())
-        })
-        .filter(|_| types.is_empty() || types.iter().any(|kind| kind == "classic"))
-        .map(|(group_id, protocol_type, phase)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|wanted| wanted == kind))
+        .map(|(group_id, protocol_type, state, kind)| {
             let mut listed = ListedGroup::default()
                 .with_group_id(GroupId(text(group_id)))
                 .with_protocol_type(text(protocol_type));
             if context.version >= 4 {
-                listed.group_state = text(phase.kafka_name());
+                listed.group_state = text(state);
             }
             if context.version >= 5 {
-                listed.group_type = text("classic");
+                listed.group_type = text(kind);
             }
             listed
         })

@@ -8,6 +8,7 @@
 mod api_versions;
 mod cluster;
 mod configs;
+mod consumer_groups;
 mod fetch;
 mod group_offsets;
 mod groups;
@@ -198,6 +199,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::OffsetCommit => route!(group_offsets::offset_commit),
         ApiKey::OffsetFetch => route!(group_offsets::offset_fetch),
         ApiKey::OffsetDelete => route!(group_offsets::offset_delete),
+        ApiKey::ConsumerGroupHeartbeat => route!(consumer_groups::consumer_group_heartbeat),
+        ApiKey::ConsumerGroupDescribe => route!(consumer_groups::consumer_group_describe),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }
