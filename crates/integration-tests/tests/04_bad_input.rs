@@ -293,3 +293,38 @@ fn timestamps_beyond_the_allowed_window_get_invalid_timestamp() {
     assert_eq!(accepted.error_code, 0);
     assert_eq!(accepted.base_offset, 0);
 }
+
+#[test]
+fn compacted_topics_refuse_records_without_a_key() {
+    const INVALID_RECORD: i16 = 87;
+    let broker = BrokerProcess::start();
+    let mut client = RawClient::connect(broker.address);
+    cauce_integration_tests::raw::create_single_partition_topic(
+        &mut client,
+        "changelog",
+        &[("cleanup.policy", "compact")],
+    );
+    let keyless = produce_batch_to_partition_zero(
+        &mut client,
+        "changelog",
+        &record_batch_of_values_stamped_now(&["no key"]),
+    );
+    assert_eq!(keyless.error_code, INVALID_RECORD);
+    assert!(keyless
+        .error_message
+        .as_ref()
+        .is_some_and(|message| message.contains("without a key")));
+    let keyed = NewRecord {
+        timestamp_ms: current_unix_time_ms(),
+        key: Some(b"k".to_vec()),
+        value: Some(b"v".to_vec()),
+        headers: Vec::new(),
+    };
+    let accepted = cauce_integration_tests::raw::produce_records_as_one_batch(
+        &mut client,
+        "changelog",
+        &[keyed],
+    );
+    assert_eq!(accepted.error_code, 0);
+    assert_eq!(accepted.base_offset, 0, "the refused batch took no offset");
+}

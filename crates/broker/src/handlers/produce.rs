@@ -19,6 +19,26 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut waits: Vec<(Arc<Partition>, i64)> = Vec::new();
     let mut any_error = false;
+    // Compacted topics need a key on every record, which means reading the records: the one
+    // produce path that looks inside batches, and only for these topics.
+    let image = context.broker.metadata.image();
+    let compacted: std::collections::HashSet<String> = request
+        .topic_data
+        .iter()
+        .map(|topic| topic.name.to_string())
+        .filter(|name| {
+            image.topic(name.as_str()).is_some_and(|found| {
+                let policy = found.configs.get("cleanup.policy").or_else(|| {
+                    context
+                        .broker
+                        .logs
+                        .topic_defaults()
+                        .get("log.cleanup.policy")
+                });
+                policy.is_some_and(|policy| policy.split(',').any(|item| item.trim() == "compact"))
+            })
+        })
+        .collect();
     for topic in request.topic_data {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
@@ -40,9 +60,22 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                     None => Err((ResponseError::UnknownTopicOrPartition, String::new())),
                     Some(partition) => {
                         let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
-                        match partition.append(&mut records, now) {
-                            Ok(outcome) => Ok((partition, outcome)),
-                            Err(error) => Err((log_error_code(&error), error.to_string())),
+                        if compacted.contains(topic.name.as_str())
+                            && has_record_without_key(&records)
+                        {
+                            Err((
+                                ResponseError::InvalidRecord,
+                                format!(
+                                    "compacted topic cannot accept a record without a key in {}-{}",
+                                    topic.name.as_str(),
+                                    data.index
+                                ),
+                            ))
+                        } else {
+                            match partition.append(&mut records, now) {
+                                Ok(outcome) => Ok((partition, outcome)),
+                                Err(error) => Err((log_error_code(&error), error.to_string())),
+                            }
                         }
                     }
                 }
@@ -111,4 +144,18 @@ fn mark_flush_failure(response: &mut ProduceResponse, partition: &Partition, mes
             entry.error_message = Some(text(message.to_string()));
         }
     }
+}
+
+/// Whether any non-control batch holds a record with a null key (or cannot be read).
+fn has_record_without_key(records: &[u8]) -> bool {
+    cauce_protocol::batch::BatchIter::new(records)
+        .filter(|batch| !batch.header.is_control())
+        .any(
+            |batch| match cauce_protocol::records::records(batch.bytes) {
+                Ok((_, mut iterator)) => {
+                    iterator.any(|record| record.map_or(true, |record| record.key.is_none()))
+                }
+                Err(_) => false,
+            },
+        )
 }
