@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use cauce_integration_tests::clients::create_topic_with_admin_client;
 use cauce_integration_tests::{BrokerProcess, RawClient};
-use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId,
+    OffsetFetchRequest, OffsetFetchResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -359,6 +362,7 @@ async fn next_generation_members_split_the_partitions(assignor: &str) {
     let broker = BrokerProcess::start_with_config("group.consumer.heartbeat.interval.ms = 300\n");
     create_topic_with_admin_client(&broker.bootstrap(), "kip848", 6).await;
     let bootstrap = broker.bootstrap();
+    let address = broker.address;
     let assignor = assignor.to_string();
     tokio::task::spawn_blocking(move || {
         produce(&bootstrap, "kip848", 600);
@@ -399,6 +403,28 @@ async fn next_generation_members_split_the_partitions(assignor: &str) {
                 seen.len()
             );
         }
+        // The coordinator's own view: two members, disjoint target assignments of all 6.
+        let mut client = RawClient::connect(address);
+        let request = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("kip848-group"))]);
+        let response: ConsumerGroupDescribeResponse =
+            client.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+        let group = &response.groups[0];
+        assert_eq!(group.error_code, 0);
+        assert_eq!(group.members.len(), 2);
+        let mut targets = BTreeSet::new();
+        for member in &group.members {
+            for topic in &member.target_assignment.topic_partitions {
+                assert_eq!(topic.topic_name.as_str(), "kip848");
+                for partition in &topic.partitions {
+                    assert!(
+                        targets.insert(*partition),
+                        "partition {partition} targeted twice"
+                    );
+                }
+            }
+        }
+        assert_eq!(targets, (0..6).collect::<BTreeSet<i32>>());
         for consumer in [&first, &second] {
             consumer.unsubscribe();
         }
