@@ -69,3 +69,67 @@ def test_groups_are_listed_and_described(broker):
     assert described, "the group is described"
     admin.delete_groups(["py-listed-group"])
     assert "py-listed-group" not in listed()
+
+
+def test_two_members_split_partitions_and_a_leaver_hands_them_over(broker):
+    import threading
+    import time
+
+    KafkaAdminClient(bootstrap_servers=broker.bootstrap).create_topics(
+        [NewTopic("py-split", num_partitions=6, replication_factor=1)]
+    )
+    produce(broker, "py-split", 600)
+    consumed = []
+    lock = threading.Lock()
+    assignments = {}
+    stop = {"a": threading.Event(), "b": threading.Event()}
+
+    def member(name):
+        consumer = KafkaConsumer(
+            "py-split",
+            bootstrap_servers=broker.bootstrap,
+            group_id="py-split-group",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        while not stop[name].is_set():
+            for records in consumer.poll(timeout_ms=100).values():
+                with lock:
+                    consumed.extend(record.value.decode() for record in records)
+            consumer.commit()
+            with lock:
+                assignments[name] = {tp.partition for tp in consumer.assignment()}
+        consumer.close()
+
+    threads = {name: threading.Thread(target=member, args=(name,)) for name in ("a", "b")}
+    threads["a"].start()
+    time.sleep(1)
+    threads["b"].start()
+    deadline = time.time() + 40
+    split_seen = False
+    while time.time() < deadline:
+        with lock:
+            a, b = assignments.get("a", set()), assignments.get("b", set())
+            done = len(set(consumed)) == 600
+        if a and b and not (a & b) and (a | b) == set(range(6)):
+            split_seen = True
+        if split_seen and done:
+            break
+        time.sleep(0.1)
+    assert split_seen, f"the two members never split the 6 partitions: {assignments}"
+    # b leaves; a must take over every partition and see new records.
+    stop["b"].set()
+    threads["b"].join(20)
+    produce(broker, "py-split", 60, start=600)
+    deadline = time.time() + 40
+    while time.time() < deadline:
+        with lock:
+            if assignments.get("a") == set(range(6)) and len(set(consumed)) == 660:
+                break
+        time.sleep(0.1)
+    stop["a"].set()
+    threads["a"].join(20)
+    assert assignments.get("a") == set(range(6))
+    assert set(consumed) == {f"value-{index}" for index in range(660)}, "every record was consumed"
