@@ -28,6 +28,9 @@ pub struct Partition {
     flush_running: AtomicBool,
     /// The highest offset a waiter needs fsynced; the committer loops until it is covered.
     flush_requested_offset: AtomicI64,
+    /// The last fsync failure and how many there have been, so that every acknowledgement that
+    /// was waiting when one happened reports it.
+    flush_error: parking_lot::Mutex<(u64, String)>,
 }
 
 /// What a read found: the bytes and the offsets a fetch response reports.
@@ -60,6 +63,7 @@ impl Partition {
             flushed_offset: watch::Sender::new(end_offset),
             flush_running: AtomicBool::new(false),
             flush_requested_offset: AtomicI64::new(end_offset),
+            flush_error: parking_lot::Mutex::new((0, String::new())),
         }
     }
 
@@ -129,9 +133,18 @@ impl Partition {
     /// acknowledgements share one `fdatasync`.
     pub async fn wait_flushed(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
         let mut flushed = self.flushed_offset.subscribe();
+        let failures_before = self.flush_error.lock().0;
         loop {
             if *flushed.borrow_and_update() >= offset {
                 return Ok(());
+            }
+            let (failures, message) = self.flush_error.lock().clone();
+            if failures != failures_before {
+                return Err(LogError::Io {
+                    operation: "fsync",
+                    path: std::path::PathBuf::from(format!("{}-{}", self.topic, self.index)),
+                    source: std::io::Error::other(message),
+                });
             }
             self.flush_requested_offset
                 .fetch_max(offset, Ordering::AcqRel);
@@ -153,7 +166,13 @@ impl Partition {
             let target = handle.up_to_offset;
             if let Err(error) = handle.sync() {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fsync failed");
+                {
+                    let mut failure = partition.flush_error.lock();
+                    *failure = (failure.0 + 1, error.to_string());
+                }
                 partition.flush_running.store(false, Ordering::Release);
+                // Wake the waiters so they answer with the failure instead of hanging.
+                partition.flushed_offset.send_modify(|_| {});
                 return;
             }
             partition.log.lock().mark_flushed(target);
