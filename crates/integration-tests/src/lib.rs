@@ -25,6 +25,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub mod clients;
+pub mod group_members;
+pub mod group_protocol;
 pub mod raw;
 
 /// How long a broker may take to say it listens before the test fails.
