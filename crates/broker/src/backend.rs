@@ -213,6 +213,17 @@ pub fn log_config_from(
             "max.message.bytes" => {
                 config.max_message_bytes = as_i64().clamp(0, u32::MAX as i64) as u32
             }
+            "cleanup.policy" => {
+                let policies: Vec<&str> = value.split(',').map(str::trim).collect();
+                config.cleanup_policy_compact = policies.contains(&"compact");
+                config.cleanup_policy_delete = policies.contains(&"delete");
+            }
+            "delete.retention.ms" => config.delete_retention_ms = as_i64(),
+            "min.cleanable.dirty.ratio" => {
+                config.min_cleanable_dirty_ratio = value.trim().parse().unwrap_or(0.5)
+            }
+            "min.compaction.lag.ms" => config.min_compaction_lag_ms = as_i64(),
+            "max.compaction.lag.ms" => config.max_compaction_lag_ms = as_i64(),
             "message.timestamp.before.max.ms" => config.message_timestamp_before_max_ms = as_i64(),
             "message.timestamp.after.max.ms" => config.message_timestamp_after_max_ms = as_i64(),
             "message.timestamp.type" => {

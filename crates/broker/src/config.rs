@@ -55,6 +55,10 @@ pub struct BrokerConfig {
     pub group_consumer_session_timeout_ms: i32,
     /// Heartbeat interval given to KIP-848 members (`group.consumer.heartbeat.interval.ms`).
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// Whether compacted topics are cleaned (`log.cleaner.enable`).
+    pub log_cleaner_enable: bool,
+    /// How often the cleaner looks for logs due for compaction (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -82,6 +86,8 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -200,6 +206,16 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::Int,
         doc: "heartbeat interval of KIP-848 consumer group members",
     },
+    BrokerKeyDef {
+        name: "log.cleaner.enable",
+        kind: ConfigKind::Boolean,
+        doc: "whether compacted topics are cleaned",
+    },
+    BrokerKeyDef {
+        name: "log.cleaner.backoff.ms",
+        kind: ConfigKind::Long,
+        doc: "how often the cleaner looks for logs to compact",
+    },
 ];
 
 impl BrokerConfig {
@@ -231,6 +247,8 @@ impl BrokerConfig {
             "group.consumer.heartbeat.interval.ms" => {
                 self.group_consumer_heartbeat_interval_ms.to_string()
             }
+            "log.cleaner.enable" => self.log_cleaner_enable.to_string(),
+            "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms.to_string(),
             _ => return None,
         })
     }
@@ -350,6 +368,13 @@ impl BrokerConfig {
             }
             "group.consumer.heartbeat.interval.ms" => {
                 self.group_consumer_heartbeat_interval_ms =
+                    at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "log.cleaner.enable" => {
+                self.log_cleaner_enable = value.parse().map_err(|_| bad("true or false"))?
+            }
+            "log.cleaner.backoff.ms" => {
+                self.log_cleaner_backoff_ms =
                     at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
             }
             "log.retention.hours" | "log.retention.minutes" => {

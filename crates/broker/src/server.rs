@@ -88,6 +88,7 @@ impl Server {
             shutdown,
         } = self;
         let background = tokio::spawn(background_tasks(broker.clone(), shutdown.clone()));
+        let cleaner = tokio::spawn(log_cleaner(broker.clone(), shutdown.clone()));
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -120,6 +121,7 @@ impl Server {
             connections.abort_all();
         }
         let _ = background.await;
+        let _ = cleaner.await;
         tokio::task::spawn_blocking(move || broker.logs.close_all())
             .await
             .expect("log closing panicked");
@@ -151,6 +153,60 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
             }
             _ = group_tick.tick() => broker.groups.tick(&broker),
             _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// The log cleaner: compacts logs with `cleanup.policy=compact`, one at a time, until shutdown.
+///
+/// The expensive part (reading the segments, writing the cleaned ones) runs without the log's
+/// lock; only taking the job and installing its result hold it, so produce and fetch go on.
+async fn log_cleaner(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    if !broker.config.log_cleaner_enable {
+        return;
+    }
+    let mut backoff =
+        tokio::time::interval(Duration::from_millis(broker.config.log_cleaner_backoff_ms));
+    loop {
+        tokio::select! {
+            _ = backoff.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        for partition in broker.logs.all() {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let Some(job) = partition.with_log(|log| log.compaction_job(now_ms())) else {
+                continue;
+            };
+            let compacted = match tokio::task::spawn_blocking(move || job.run()).await {
+                Ok(Ok(compacted)) => compacted,
+                Ok(Err(error)) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "compaction failed");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "compaction panicked");
+                    continue;
+                }
+            };
+            match partition.with_log(|log| log.install_compaction(compacted)) {
+                Ok(outcome) if outcome.installed => tracing::info!(
+                    topic = %partition.topic,
+                    partition = partition.index,
+                    bytes_before = outcome.bytes_before,
+                    bytes_after = outcome.bytes_after,
+                    records_removed = outcome.records_removed,
+                    tombstones_removed = outcome.tombstones_removed,
+                    "log compacted"
+                ),
+                Ok(_) => {
+                    tracing::debug!(topic = %partition.topic, partition = partition.index, "compaction result discarded: the log changed meanwhile")
+                }
+                Err(error) => {
+                    tracing::error!(topic = %partition.topic, partition = partition.index, %error, "installing compaction failed")
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ pub use cauce_protocol::batch::TimestampType;
 ///
 /// Field names follow Kafka's topic configs (`segment.bytes` → `segment_bytes`); `Default`
 /// carries Kafka's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this; capped at 4 GiB
     /// because index positions are u32.
@@ -33,6 +33,20 @@ pub struct LogConfig {
     pub message_timestamp_before_max_ms: i64,
     /// `message.timestamp.after.max.ms`: how far in the future a CreateTime timestamp may be.
     pub message_timestamp_after_max_ms: i64,
+    /// `cleanup.policy` contains `compact`: the log cleaner keeps the latest record per key.
+    pub cleanup_policy_compact: bool,
+    /// `cleanup.policy` contains `delete`: retention.ms / retention.bytes delete old segments.
+    pub cleanup_policy_delete: bool,
+    /// `delete.retention.ms`: how long a tombstone outlives the cleaning pass that first kept
+    /// it, so that consumers reading the log's tail still see the deletion.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: share of uncleaned bytes that makes a log due for cleaning.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log due regardless
+    /// of the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -51,6 +65,12 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_before_max_ms: i64::MAX,
             message_timestamp_after_max_ms: 60 * 60 * 1000,
+            cleanup_policy_compact: false,
+            cleanup_policy_delete: true,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

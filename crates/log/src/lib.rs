@@ -9,6 +9,9 @@
 //! - `log`: [`Log`] — open (with recovery), append, roll, flush, close.
 //! - `read`: fetch reads and lookups by timestamp.
 //! - `retention`: DeleteRecords, retention.ms / retention.bytes, truncation.
+//! - `cleaner`: log compaction (`cleanup.policy=compact`), Kafka's log cleaner: the job and
+//!   its install; `cleaner_plan` decides when and what to clean, `cleaner_swap` swaps cleaned
+//!   segments in and finishes an interrupted swap at open.
 //! - `segment`: one `.log` file and its two indexes; recovery of a single segment.
 //! - `index`: the sparse offset and time indexes.
 //! - `producer_state`: idempotent-producer sequence checks and their snapshots.
@@ -27,6 +30,9 @@
 //!   two are kept).
 //! - `log-start-offset`: the log start offset moved by DeleteRecords or retention.
 //! - `leader-epoch-checkpoint`: epoch → start offset lines.
+//! - `cleaner-offset-checkpoint`: offsets below it have been compacted.
+//! - `cleaned-<n>/`: compacted segments a job is writing; `cleaner-swap` lists the segments they
+//!   replace while they are moved into place (see `cleaner` for the crash rules).
 //! - `clean-shutdown`: written by [`Log::close`], removed by [`Log::open`]; without it, the
 //!   active segment is recovered (CRC-checked, torn tail cut, indexes rebuilt).
 //!
@@ -34,6 +40,9 @@
 //! Indexes are derived data: a missing or damaged one is rebuilt from its log.
 
 mod checkpoint;
+mod cleaner;
+mod cleaner_plan;
+mod cleaner_swap;
 mod config;
 mod epoch_cache;
 mod index;
@@ -48,6 +57,7 @@ use std::path::PathBuf;
 
 use cauce_protocol::batch::BatchError;
 
+pub use crate::cleaner::{CompactedSegments, CompactionJob, CompactionOutcome};
 pub use crate::config::{LogConfig, TimestampType};
 pub use crate::epoch_cache::EpochEntry;
 pub use crate::log::{AppendOutcome, FlushHandle, Log};

@@ -82,6 +82,9 @@ pub struct Log {
     pub(crate) recovery_point: i64,
     /// When the oldest unflushed append happened, for flush.ms.
     pub(crate) unflushed_since_ms: Option<i64>,
+    /// Offsets below this have been compacted (Kafka's cleaner checkpoint); the dirty section
+    /// starts here.
+    pub(crate) cleaner_checkpoint: i64,
 }
 
 pub(crate) fn system_now_ms() -> i64 {
@@ -135,6 +138,8 @@ impl Log {
         let now_ms = system_now_ms();
         let clean_marker = clean_shutdown_path(dir);
         let clean_shutdown = clean_marker.exists();
+        // Before the inventory: a compaction swap interrupted by a crash is finished first.
+        crate::cleaner_swap::recover_interrupted_swap(dir)?;
         let inventory = take_inventory(dir)?;
 
         let mut segments = Vec::with_capacity(inventory.segment_bases.len().max(1));
@@ -198,6 +203,9 @@ impl Log {
             epoch_cache,
             recovery_point: log_end_offset,
             unflushed_since_ms: None,
+            cleaner_checkpoint: crate::cleaner_swap::read_cleaner_checkpoint(dir)?
+                .unwrap_or(0)
+                .min(log_end_offset),
         };
         log.load_producer_state(inventory.snapshot_offsets, epochs_trusted)?;
         log.epoch_cache.truncate_from_end(log_end_offset);

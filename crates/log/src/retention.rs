@@ -131,7 +131,8 @@ impl Log {
     }
 
     /// Applies retention.ms (newest timestamp of a segment), retention.bytes (total size) and
-    /// the log start offset; never deletes the active segment.
+    /// the log start offset; never deletes the active segment. Time and size apply only with
+    /// the `delete` cleanup policy.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome, LogError> {
         let summaries: Vec<SegmentSummary> = self.segments[..self.segments.len() - 1]
             .iter()
@@ -142,12 +143,19 @@ impl Log {
                 next_segment_base_offset: next.base_offset,
             })
             .collect();
+        // A compact-only log keeps old segments (the cleaner shrinks them instead); only the
+        // log start offset still removes what lies wholly below it.
+        let (retention_ms, retention_bytes) = if self.config.cleanup_policy_delete {
+            (self.config.retention_ms, self.config.retention_bytes)
+        } else {
+            (-1, -1)
+        };
         let count = segments_to_delete(
             &summaries,
             self.size_bytes,
             self.log_start_offset,
-            self.config.retention_ms,
-            self.config.retention_bytes,
+            retention_ms,
+            retention_bytes,
             now_ms,
         );
         if count == 0 {
@@ -206,6 +214,11 @@ impl Log {
     fn after_truncation(&mut self) -> Result<(), LogError> {
         let log_end_offset = self.log_end_offset();
         self.recovery_point = self.recovery_point.min(log_end_offset);
+        if self.cleaner_checkpoint > log_end_offset {
+            // Offsets past the cut will be written again and have not been cleaned.
+            self.cleaner_checkpoint = log_end_offset;
+            crate::cleaner_swap::write_cleaner_checkpoint(&self.dir, log_end_offset)?;
+        }
         if self.epoch_cache.truncate_from_end(log_end_offset) {
             self.epoch_cache.persist()?;
         }

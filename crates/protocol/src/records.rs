@@ -422,6 +422,126 @@ pub fn build_batch(
     Ok(batch)
 }
 
+/// Re-encodes a decoded record exactly: its attributes, timestamp and offset deltas are kept.
+fn encode_decoded_record(output: &mut Vec<u8>, record: &Record) {
+    let mut body = Vec::with_capacity(32 + record.value.as_ref().map_or(0, Bytes::len));
+    body.push(record.attributes as u8);
+    write_varlong(&mut body, record.timestamp_delta);
+    write_varint(&mut body, record.offset_delta);
+    write_nullable_bytes(&mut body, record.key.as_deref());
+    write_nullable_bytes(&mut body, record.value.as_deref());
+    write_varint(&mut body, record.headers.len() as i32);
+    for header in &record.headers {
+        write_nullable_bytes(&mut body, Some(&header.key));
+        write_nullable_bytes(&mut body, header.value.as_deref());
+    }
+    write_varint(output, body.len() as i32);
+    output.extend_from_slice(&body);
+}
+
+/// Rebuilds a batch keeping only `retained`, a subset (in order) of the records decoded from
+/// the batch `original` describes; this is what log compaction writes.
+///
+/// Everything that identifies the batch is kept: base offset, `lastOffsetDelta` (so the next
+/// offset and the producer's last sequence stay), partition leader epoch, attributes and
+/// codec (recompressed with the same codec), base timestamp (so record timestamp deltas stay
+/// valid), producer id, epoch and base sequence. `maxTimestamp` is recomputed from the kept
+/// records for CreateTime and kept for LogAppendTime, as Kafka's cleaner does.
+///
+/// With no records left the result is an empty batch (`recordsCount` 0, no records section,
+/// uncompressed), which Kafka keeps to preserve an idempotent producer's last sequence.
+pub fn rebuild_batch(original: &BatchHeader, retained: &[Record]) -> Result<Vec<u8>, BatchError> {
+    debug_assert!(
+        retained
+            .windows(2)
+            .all(|pair| pair[0].offset_delta < pair[1].offset_delta),
+        "retained records must be in offset order"
+    );
+    if let Some(record) = retained
+        .iter()
+        .find(|record| record.offset_delta < 0 || record.offset_delta > original.last_offset_delta)
+    {
+        return Err(BatchError::invalid(format!(
+            "expected record offset deltas within 0..={}, found {}",
+            original.last_offset_delta, record.offset_delta
+        )));
+    }
+    let (section, attributes) = if retained.is_empty() {
+        (Vec::new(), original.attributes & !batch::COMPRESSION_MASK)
+    } else {
+        let mut section = Vec::new();
+        for record in retained {
+            encode_decoded_record(&mut section, record);
+        }
+        (
+            compression::compress(original.compression()?, &section)?,
+            original.attributes,
+        )
+    };
+    let max_timestamp = match original.timestamp_type() {
+        TimestampType::LogAppendTime => original.max_timestamp,
+        TimestampType::CreateTime => retained
+            .iter()
+            .map(|record| original.base_timestamp + record.timestamp_delta)
+            .max()
+            .unwrap_or(original.max_timestamp),
+    };
+    let total_size = BATCH_HEADER_SIZE + section.len();
+    let mut batch = vec![0u8; BATCH_HEADER_SIZE];
+    batch.extend_from_slice(&section);
+    let put = |batch: &mut Vec<u8>, at: usize, bytes: &[u8]| {
+        batch[at..at + bytes.len()].copy_from_slice(bytes);
+    };
+    put(&mut batch, 0, &original.base_offset.to_be_bytes());
+    put(
+        &mut batch,
+        BATCH_LENGTH_AT,
+        &((total_size - LOG_OVERHEAD) as i32).to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        PARTITION_LEADER_EPOCH_AT,
+        &original.partition_leader_epoch.to_be_bytes(),
+    );
+    batch[MAGIC_AT] = CURRENT_MAGIC as u8;
+    put(&mut batch, ATTRIBUTES_AT, &attributes.to_be_bytes());
+    put(
+        &mut batch,
+        LAST_OFFSET_DELTA_AT,
+        &original.last_offset_delta.to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        BASE_TIMESTAMP_AT,
+        &original.base_timestamp.to_be_bytes(),
+    );
+    put(&mut batch, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+    put(
+        &mut batch,
+        PRODUCER_ID_AT,
+        &original.producer_id.to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        PRODUCER_EPOCH_AT,
+        &original.producer_epoch.to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        BASE_SEQUENCE_AT,
+        &original.base_sequence.to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        RECORDS_COUNT_AT,
+        &(retained.len() as i32).to_be_bytes(),
+    );
+    let crc = batch::compute_crc(&batch);
+    put(&mut batch, CRC_AT, &crc.to_be_bytes());
+    debug_assert_eq!(batch.len(), total_size);
+    Ok(batch)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +642,61 @@ mod tests {
     #[test]
     fn empty_record_list_is_rejected() {
         assert!(build_batch(0, &[], &BatchOptions::default()).is_err());
+    }
+
+    #[test]
+    fn rebuilt_batch_keeps_offsets_sequence_and_codec() {
+        for compression in [Compression::None, Compression::Lz4, Compression::Zstd] {
+            let records: Vec<_> = (0..5).map(|index| full_record(100 + index)).collect();
+            let options = BatchOptions {
+                compression,
+                producer_id: 7,
+                producer_epoch: 2,
+                base_sequence: 40,
+                partition_leader_epoch: 3,
+                ..BatchOptions::default()
+            };
+            let original = build_batch(1_000, &records, &options).unwrap();
+            let (header, decoded) = decode_batch(&original).unwrap();
+            let kept = vec![decoded[1].clone(), decoded[3].clone()];
+            let rebuilt = rebuild_batch(&header, &kept).unwrap();
+            let rebuilt_header = batch::validate_batches(&rebuilt, 1 << 20).unwrap()[0];
+            assert_eq!(rebuilt_header.base_offset, 1_000);
+            assert_eq!(rebuilt_header.last_offset_delta, 4);
+            assert_eq!(rebuilt_header.records_count, 2);
+            assert_eq!(rebuilt_header.producer_id, 7);
+            assert_eq!(rebuilt_header.producer_epoch, 2);
+            assert_eq!(rebuilt_header.base_sequence, 40);
+            assert_eq!(rebuilt_header.partition_leader_epoch, 3);
+            assert_eq!(rebuilt_header.compression().unwrap(), compression);
+            assert_eq!(rebuilt_header.max_timestamp, 103);
+            let (_, redecoded) = decode_batch(&rebuilt).unwrap();
+            assert_eq!(redecoded, kept);
+            assert_eq!(redecoded[1].offset(&rebuilt_header), 1_003);
+            assert_eq!(redecoded[1].timestamp(&rebuilt_header), 103);
+        }
+    }
+
+    #[test]
+    fn rebuilt_batch_without_records_is_an_empty_uncompressed_header() {
+        let options = BatchOptions {
+            compression: Compression::Zstd,
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..BatchOptions::default()
+        };
+        let original = build_batch(10, &[full_record(5), full_record(6)], &options).unwrap();
+        let header = batch::parse_header(&original).unwrap();
+        let empty = rebuild_batch(&header, &[]).unwrap();
+        assert_eq!(empty.len(), BATCH_HEADER_SIZE);
+        let empty_header = batch::parse_header(&empty).unwrap();
+        batch::verify_crc(&empty_header, &empty).unwrap();
+        assert_eq!(empty_header.records_count, 0);
+        assert_eq!(empty_header.next_offset(), 12);
+        assert_eq!(empty_header.last_sequence(), 1);
+        assert_eq!(empty_header.compression().unwrap(), Compression::None);
+        assert_eq!(decode_batch(&empty).unwrap().1, vec![]);
     }
 
     fn arbitrary_record() -> impl Strategy<Value = NewRecord> {
