@@ -431,9 +431,7 @@ impl GroupCoordinator {
                 if !effects.is_empty() {
                     self.apply_effects(broker, group, effects);
                 }
-                if group.phase == GroupPhase::Empty
-                    && now - group.state_timestamp_ms > self.settings.offsets_retention_ms
-                {
+                if group.offsets_expired(self.settings.offsets_retention_ms, now) {
                     expired_groups.push(group.group_id.clone());
                 }
             }

@@ -1067,6 +1067,13 @@ impl Group {
         }
     }
 
+    /// Kafka's `offsets.retention.minutes` rule: a group's offsets expire once it has been
+    /// empty for the retention period; a group with members keeps them however old.
+    pub fn offsets_expired(&self, retention_ms: i64, now_ms: i64) -> bool {
+        self.phase == GroupPhase::Empty
+            && now_ms.saturating_sub(self.state_timestamp_ms) > retention_ms
+    }
+
     /// Marks the group deleted; parked requests are answered so clients look again.
     pub fn delete(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();

@@ -2242,3 +2242,47 @@ fn random_schedules_reach_every_phase_and_answer() {
         "the simulation only reached generation {highest_generation}"
     );
 }
+
+#[test]
+fn offsets_expire_only_after_the_group_has_been_empty_for_the_retention_period() {
+    let retention_ms = 60_000;
+    let mut group = Group::new("retained", 1_000);
+    assert!(
+        !group.offsets_expired(retention_ms, 1_000 + retention_ms),
+        "exactly the retention period is not past it"
+    );
+    assert!(group.offsets_expired(retention_ms, 1_001 + retention_ms));
+    // A group with members keeps its offsets however long it lives.
+    group.restore(
+        3,
+        Some("consumer".into()),
+        Some("range".into()),
+        None,
+        vec![],
+        1_000,
+    );
+    let mut with_member = Group::new("busy", 0);
+    let member = Member {
+        member_id: "m".into(),
+        group_instance_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocols: vec![("range".into(), Bytes::new())],
+        assignment: Bytes::new(),
+        last_heartbeat_ms: 0,
+        awaiting_join: None,
+        awaiting_sync: None,
+    };
+    with_member.restore(
+        1,
+        Some("consumer".into()),
+        Some("range".into()),
+        Some("m".into()),
+        vec![member],
+        0,
+    );
+    assert_eq!(with_member.phase, GroupPhase::Stable);
+    assert!(!with_member.offsets_expired(retention_ms, 10 * retention_ms));
+}
