@@ -79,17 +79,23 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), LogError> {
 
 /// Writes the log start offset as text: a version line, then the offset.
 pub(crate) fn write_log_start_offset(dir: &Path, log_start_offset: i64) -> Result<(), LogError> {
-    write_atomically(
-        dir,
-        LOG_START_OFFSET_FILE,
-        format!("0\n{log_start_offset}\n").as_bytes(),
-    )
+    write_offset_file(dir, LOG_START_OFFSET_FILE, log_start_offset)
 }
 
 /// Reads the log start offset checkpoint; a damaged file counts as absent (the segments still
 /// bound the start offset from below).
 pub(crate) fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(LOG_START_OFFSET_FILE);
+    read_offset_file(dir, LOG_START_OFFSET_FILE)
+}
+
+/// Writes a one-offset checkpoint atomically: a version line, then the offset.
+pub(crate) fn write_offset_file(dir: &Path, file_name: &str, offset: i64) -> Result<(), LogError> {
+    write_atomically(dir, file_name, format!("0\n{offset}\n").as_bytes())
+}
+
+/// Reads a one-offset checkpoint; missing or damaged counts as absent.
+pub(crate) fn read_offset_file(dir: &Path, file_name: &str) -> Result<Option<i64>, LogError> {
+    let path = dir.join(file_name);
     let Some(contents) = read_optional(&path)? else {
         return Ok(None);
     };
@@ -100,7 +106,7 @@ pub(crate) fn read_log_start_offset(dir: &Path) -> Result<Option<i64>, LogError>
         _ => None,
     };
     if parsed.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring damaged log start offset checkpoint");
+        tracing::warn!(path = %path.display(), "ignoring damaged offset checkpoint");
     }
     Ok(parsed)
 }

@@ -5,7 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::checkpoint::{
-    io_error, offset_file_name, read_optional, remove_if_present, sync_directory, write_atomically,
+    io_error, offset_file_name, read_offset_file, read_optional, remove_if_present, sync_directory,
+    write_offset_file,
 };
 use crate::segment::delete_segment_files;
 use crate::LogError;
@@ -20,29 +21,12 @@ pub(crate) const CLEANED_DIR_PREFIX: &str = "cleaned-";
 
 /// Writes the cleaner checkpoint (a version line, then the offset).
 pub(crate) fn write_cleaner_checkpoint(dir: &Path, offset: i64) -> Result<(), LogError> {
-    write_atomically(
-        dir,
-        CLEANER_CHECKPOINT_FILE,
-        format!("0\n{offset}\n").as_bytes(),
-    )
+    write_offset_file(dir, CLEANER_CHECKPOINT_FILE, offset)
 }
 
 /// Reads the cleaner checkpoint; missing or damaged counts as absent (everything is dirty).
 pub(crate) fn read_cleaner_checkpoint(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(CLEANER_CHECKPOINT_FILE);
-    let Some(contents) = read_optional(&path)? else {
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(&contents);
-    let mut lines = text.lines();
-    let parsed = match (lines.next(), lines.next()) {
-        (Some("0"), Some(offset)) => offset.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    if parsed.is_none() {
-        tracing::warn!(path = %path.display(), "ignoring damaged cleaner checkpoint");
-    }
-    Ok(parsed)
+    read_offset_file(dir, CLEANER_CHECKPOINT_FILE)
 }
 
 /// One cleaned segment waiting in the job's directory.
@@ -177,6 +161,7 @@ pub(crate) fn recover_interrupted_swap(dir: &Path) -> Result<(), LogError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::checkpoint::write_atomically;
     use std::collections::HashMap;
 
     use cauce_protocol::records;

@@ -370,13 +370,34 @@ pub fn build_batch(
     if options.is_control {
         attributes |= CONTROL_BIT;
     }
+    let header = BatchHeader {
+        base_offset,
+        batch_length: 0,
+        partition_leader_epoch: options.partition_leader_epoch,
+        magic: CURRENT_MAGIC,
+        crc: 0,
+        attributes,
+        last_offset_delta: (records.len() - 1) as i32,
+        base_timestamp,
+        max_timestamp,
+        producer_id: options.producer_id,
+        producer_epoch: options.producer_epoch,
+        base_sequence: options.base_sequence,
+        records_count: records.len() as i32,
+    };
+    Ok(assemble_batch(&header, &section))
+}
+
+/// A complete batch: `header`'s fields (its length, magic and CRC are computed here) followed
+/// by the records `section`.
+fn assemble_batch(header: &BatchHeader, section: &[u8]) -> Vec<u8> {
     let total_size = BATCH_HEADER_SIZE + section.len();
     let mut batch = vec![0u8; BATCH_HEADER_SIZE];
-    batch.extend_from_slice(&section);
+    batch.extend_from_slice(section);
     let put = |batch: &mut Vec<u8>, at: usize, bytes: &[u8]| {
         batch[at..at + bytes.len()].copy_from_slice(bytes);
     };
-    put(&mut batch, 0, &base_offset.to_be_bytes());
+    put(&mut batch, 0, &header.base_offset.to_be_bytes());
     put(
         &mut batch,
         BATCH_LENGTH_AT,
@@ -385,41 +406,49 @@ pub fn build_batch(
     put(
         &mut batch,
         PARTITION_LEADER_EPOCH_AT,
-        &options.partition_leader_epoch.to_be_bytes(),
+        &header.partition_leader_epoch.to_be_bytes(),
     );
     batch[MAGIC_AT] = CURRENT_MAGIC as u8;
-    put(&mut batch, ATTRIBUTES_AT, &attributes.to_be_bytes());
+    put(&mut batch, ATTRIBUTES_AT, &header.attributes.to_be_bytes());
     put(
         &mut batch,
         LAST_OFFSET_DELTA_AT,
-        &((records.len() - 1) as i32).to_be_bytes(),
+        &header.last_offset_delta.to_be_bytes(),
     );
-    put(&mut batch, BASE_TIMESTAMP_AT, &base_timestamp.to_be_bytes());
-    put(&mut batch, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
+    put(
+        &mut batch,
+        BASE_TIMESTAMP_AT,
+        &header.base_timestamp.to_be_bytes(),
+    );
+    put(
+        &mut batch,
+        MAX_TIMESTAMP_AT,
+        &header.max_timestamp.to_be_bytes(),
+    );
     put(
         &mut batch,
         PRODUCER_ID_AT,
-        &options.producer_id.to_be_bytes(),
+        &header.producer_id.to_be_bytes(),
     );
     put(
         &mut batch,
         PRODUCER_EPOCH_AT,
-        &options.producer_epoch.to_be_bytes(),
+        &header.producer_epoch.to_be_bytes(),
     );
     put(
         &mut batch,
         BASE_SEQUENCE_AT,
-        &options.base_sequence.to_be_bytes(),
+        &header.base_sequence.to_be_bytes(),
     );
     put(
         &mut batch,
         RECORDS_COUNT_AT,
-        &(records.len() as i32).to_be_bytes(),
+        &header.records_count.to_be_bytes(),
     );
     let crc = batch::compute_crc(&batch);
     put(&mut batch, CRC_AT, &crc.to_be_bytes());
     debug_assert_eq!(batch.len(), total_size);
-    Ok(batch)
+    batch
 }
 
 /// Re-encodes a decoded record exactly: its attributes, timestamp and offset deltas are kept.
@@ -486,60 +515,13 @@ pub fn rebuild_batch(original: &BatchHeader, retained: &[Record]) -> Result<Vec<
             .max()
             .unwrap_or(original.max_timestamp),
     };
-    let total_size = BATCH_HEADER_SIZE + section.len();
-    let mut batch = vec![0u8; BATCH_HEADER_SIZE];
-    batch.extend_from_slice(&section);
-    let put = |batch: &mut Vec<u8>, at: usize, bytes: &[u8]| {
-        batch[at..at + bytes.len()].copy_from_slice(bytes);
+    let header = BatchHeader {
+        attributes,
+        max_timestamp,
+        records_count: retained.len() as i32,
+        ..*original
     };
-    put(&mut batch, 0, &original.base_offset.to_be_bytes());
-    put(
-        &mut batch,
-        BATCH_LENGTH_AT,
-        &((total_size - LOG_OVERHEAD) as i32).to_be_bytes(),
-    );
-    put(
-        &mut batch,
-        PARTITION_LEADER_EPOCH_AT,
-        &original.partition_leader_epoch.to_be_bytes(),
-    );
-    batch[MAGIC_AT] = CURRENT_MAGIC as u8;
-    put(&mut batch, ATTRIBUTES_AT, &attributes.to_be_bytes());
-    put(
-        &mut batch,
-        LAST_OFFSET_DELTA_AT,
-        &original.last_offset_delta.to_be_bytes(),
-    );
-    put(
-        &mut batch,
-        BASE_TIMESTAMP_AT,
-        &original.base_timestamp.to_be_bytes(),
-    );
-    put(&mut batch, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
-    put(
-        &mut batch,
-        PRODUCER_ID_AT,
-        &original.producer_id.to_be_bytes(),
-    );
-    put(
-        &mut batch,
-        PRODUCER_EPOCH_AT,
-        &original.producer_epoch.to_be_bytes(),
-    );
-    put(
-        &mut batch,
-        BASE_SEQUENCE_AT,
-        &original.base_sequence.to_be_bytes(),
-    );
-    put(
-        &mut batch,
-        RECORDS_COUNT_AT,
-        &(retained.len() as i32).to_be_bytes(),
-    );
-    let crc = batch::compute_crc(&batch);
-    put(&mut batch, CRC_AT, &crc.to_be_bytes());
-    debug_assert_eq!(batch.len(), total_size);
-    Ok(batch)
+    Ok(assemble_batch(&header, &section))
 }
 
 #[cfg(test)]
