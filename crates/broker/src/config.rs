@@ -59,6 +59,9 @@ pub struct BrokerConfig {
     pub log_cleaner_enable: bool,
     /// How often the cleaner looks for logs due for compaction (`log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
+    /// Where `/metrics` is served over HTTP (`metrics.listen`); `None` (empty) serves nothing, so
+    /// that several brokers and tests on one host do not fight over a fixed port.
+    pub metrics_listen: Option<SocketAddr>,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -88,6 +91,7 @@ impl Default for BrokerConfig {
             group_consumer_heartbeat_interval_ms: 5_000,
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
+            metrics_listen: None,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -216,6 +220,11 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::Long,
         doc: "how often the cleaner looks for logs to compact",
     },
+    BrokerKeyDef {
+        name: "metrics.listen",
+        kind: ConfigKind::String,
+        doc: "HOST:PORT serving Prometheus metrics at /metrics; empty for none",
+    },
 ];
 
 impl BrokerConfig {
@@ -249,6 +258,9 @@ impl BrokerConfig {
             }
             "log.cleaner.enable" => self.log_cleaner_enable.to_string(),
             "log.cleaner.backoff.ms" => self.log_cleaner_backoff_ms.to_string(),
+            "metrics.listen" => self
+                .metrics_listen
+                .map_or_else(String::new, |address| address.to_string()),
             _ => return None,
         })
     }
@@ -377,6 +389,13 @@ impl BrokerConfig {
                 self.log_cleaner_backoff_ms =
                     at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
             }
+            "metrics.listen" => {
+                self.metrics_listen = if value.trim().is_empty() {
+                    None
+                } else {
+                    Some(parse_listener(value).map_err(|_| bad("HOST:PORT or an empty string"))?)
+                }
+            }
             "log.retention.hours" | "log.retention.minutes" => {
                 let unit_ms: i64 = if key.ends_with("hours") {
                     3_600_000
@@ -503,6 +522,23 @@ mod tests {
                 "config/cauce.toml does not list '{key}'"
             );
         }
+    }
+
+    #[test]
+    fn metrics_listener_is_off_unless_an_address_is_given() {
+        assert_eq!(BrokerConfig::default().metrics_listen, None);
+        let config = BrokerConfig::from_toml("metrics.listen = \"127.0.0.1:9644\"").unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9644".parse().unwrap())
+        );
+        assert_eq!(
+            config.broker_key_value("metrics.listen").unwrap(),
+            "127.0.0.1:9644"
+        );
+        let off = BrokerConfig::from_toml("metrics.listen = \"\"").unwrap();
+        assert_eq!(off.metrics_listen, None);
+        assert!(BrokerConfig::from_toml("metrics.listen = \"nowhere\"").is_err());
     }
 
     #[test]

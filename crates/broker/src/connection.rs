@@ -3,9 +3,13 @@
 //! A reader task parses frames and runs handlers; a writer task awaits the replies in order and
 //! writes them. The bounded channel between them caps the requests in flight per connection,
 //! so a client that pipelines faster than the broker answers stops being read.
+//!
+//! Each reply travels with its API key and the time its frame was parsed, so that the writer
+//! can record the request's latency once the response is written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use cauce_protocol::frame::{check_request_size, SIZE_PREFIX_BYTES};
@@ -21,6 +25,16 @@ use crate::Broker;
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
 
+/// A reply on its way to the writer.
+struct Outgoing {
+    /// The handler's answer.
+    reply: Reply,
+    /// The request's API key, for the request metrics; `None` for a request that did not parse.
+    api_key: Option<i16>,
+    /// When the request's frame was parsed, for its latency.
+    received: Instant,
+}
+
 /// Serves one connection until the client closes it, it misbehaves, or the broker shuts down.
 pub async fn serve(
     broker: Arc<Broker>,
@@ -29,9 +43,10 @@ pub async fn serve(
     mut shutdown: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
+    let _open = broker.metrics.connection_opened();
     let (read_half, write_half) = stream.into_split();
     let (replies, pending) = mpsc::channel(broker.config.max_in_flight_requests_per_connection);
-    let writer = tokio::spawn(write_replies(write_half, pending, address));
+    let writer = tokio::spawn(write_replies(broker.clone(), write_half, pending, address));
     let client = Client { address };
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
     loop {
@@ -47,12 +62,21 @@ pub async fn serve(
                 break;
             }
         };
-        let reply = match Request::parse(frame.freeze()) {
-            Ok(request) => dispatch(&broker, request, &client),
-            Err(error) => Reply::Close(error.to_string()),
+        let received = Instant::now();
+        let (reply, api_key) = match Request::parse(frame.freeze()) {
+            Ok(request) => {
+                let api_key = request.header.request_api_key;
+                (dispatch(&broker, request, &client), Some(api_key))
+            }
+            Err(error) => (Reply::Close(error.to_string()), None),
         };
         let closing = matches!(reply, Reply::Close(_));
-        if replies.send(reply).await.is_err() || closing {
+        let outgoing = Outgoing {
+            reply,
+            api_key,
+            received,
+        };
+        if replies.send(outgoing).await.is_err() || closing {
             break;
         }
     }
@@ -82,12 +106,14 @@ async fn read_frame(
 }
 
 async fn write_replies(
+    broker: Arc<Broker>,
     write_half: OwnedWriteHalf,
-    mut pending: mpsc::Receiver<Reply>,
+    mut pending: mpsc::Receiver<Outgoing>,
     address: SocketAddr,
 ) {
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
-    while let Some(mut reply) = pending.recv().await {
+    while let Some(outgoing) = pending.recv().await {
+        let mut reply = outgoing.reply;
         // A deferred reply may itself resolve to any reply kind.
         while let Reply::Later(future) = reply {
             reply = future.await;
@@ -104,6 +130,12 @@ async fn write_replies(
                 tracing::warn!(client = %address, %reason, "closing connection");
                 break;
             }
+        }
+        // Answered (written to the buffer, or deliberately not at all).
+        if let Some(api_key) = outgoing.api_key {
+            broker
+                .metrics
+                .record_request(api_key, outgoing.received.elapsed());
         }
         if pending.is_empty() && writer.flush().await.is_err() {
             return;

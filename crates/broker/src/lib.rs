@@ -9,6 +9,7 @@
 //! - [`backend`]: keeps the hosted partitions in step with the metadata image.
 //! - [`errors`]: the one table from internal errors to Kafka error codes.
 //! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
+//! - [`metrics`]: request and traffic counters, and the Prometheus listener (`metrics.listen`).
 //! - [`shutdown`]: the signal that stops listeners and connections.
 
 pub mod backend;
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod errors;
 pub mod group;
 pub mod handlers;
+pub mod metrics;
 pub mod partition;
 pub mod server;
 pub mod shutdown;
@@ -57,6 +59,8 @@ pub struct Broker {
     pub logs: backend::LogBackend,
     /// Consumer groups and committed offsets.
     pub groups: group::GroupCoordinator,
+    /// Request counters and the connection gauge, for `/metrics`.
+    pub metrics: metrics::BrokerMetrics,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
 }
@@ -92,6 +96,7 @@ impl Broker {
             metadata,
             logs,
             groups,
+            metrics: metrics::BrokerMetrics::default(),
             producer_ids: Mutex::new(0..0),
         })
     }

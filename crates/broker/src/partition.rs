@@ -16,6 +16,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     /// The partition index.
     pub index: i32,
+    /// Produce and Fetch byte and record counters, for `/metrics`.
+    pub traffic: crate::metrics::PartitionTraffic,
     /// The log; one writer at a time, appends in arrival order.
     log: Mutex<Log>,
     /// The leader epoch from the metadata image, stamped on appended batches.
@@ -57,6 +59,7 @@ impl Partition {
             topic,
             topic_id,
             index,
+            traffic: crate::metrics::PartitionTraffic::default(),
             log: Mutex::new(log),
             leader_epoch: AtomicI32::new(leader_epoch),
             end_offset: watch::Sender::new(end_offset),

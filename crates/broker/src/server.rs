@@ -26,6 +26,8 @@ pub struct Server {
     broker: Arc<Broker>,
     /// The bound Kafka listener.
     listener: TcpListener,
+    /// The bound `/metrics` listener, if `metrics.listen` is set.
+    metrics_listener: Option<TcpListener>,
     /// Stops connections and background tasks.
     trigger: ShutdownTrigger,
     /// Handed to every connection.
@@ -39,6 +41,20 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         let bound = listener.local_addr()?;
         config.listen = bound;
+        let metrics_listener = match config.metrics_listen {
+            Some(address) => {
+                let metrics_listener = TcpListener::bind(address).await.map_err(|error| {
+                    BrokerError::Config(format!(
+                        "cannot listen on metrics.listen {address}: {error}"
+                    ))
+                })?;
+                let metrics_bound = metrics_listener.local_addr()?;
+                config.metrics_listen = Some(metrics_bound);
+                tracing::info!(address = %metrics_bound, "serving metrics at /metrics");
+                Some(metrics_listener)
+            }
+            None => None,
+        };
         let (host, port) = config.advertised_address();
         let metadata = MetadataManager::open(
             &config.data_dir.join(METADATA_DIR_NAME),
@@ -63,6 +79,7 @@ impl Server {
         Ok(Server {
             broker,
             listener,
+            metrics_listener,
             trigger,
             shutdown,
         })
@@ -71,6 +88,11 @@ impl Server {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.broker.config.listen
+    }
+
+    /// The address `/metrics` is served on, if `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.broker.config.metrics_listen
     }
 
     /// Shared state, for embedding and tests.
@@ -84,11 +106,19 @@ impl Server {
         let Server {
             broker,
             listener,
+            metrics_listener,
             trigger,
             shutdown,
         } = self;
         let background = tokio::spawn(background_tasks(broker.clone(), shutdown.clone()));
         let cleaner = tokio::spawn(log_cleaner(broker.clone(), shutdown.clone()));
+        let metrics = metrics_listener.map(|metrics_listener| {
+            tokio::spawn(crate::metrics::serve(
+                broker.clone(),
+                metrics_listener,
+                shutdown.clone(),
+            ))
+        });
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -122,6 +152,9 @@ impl Server {
         }
         let _ = background.await;
         let _ = cleaner.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         tokio::task::spawn_blocking(move || broker.logs.close_all())
             .await
             .expect("log closing panicked");

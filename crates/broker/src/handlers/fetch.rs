@@ -113,6 +113,9 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
             if done {
                 let mut topics = topics;
                 for (want, data) in wanted.iter().zip(partitions) {
+                    if let (Ok(partition), Some(records)) = (&want.target, &data.records) {
+                        partition.traffic.record_fetched(records.len());
+                    }
                     topics[want.topic_slot].partitions.push(data);
                 }
                 let response = FetchResponse::default()

@@ -73,7 +73,16 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                             ))
                         } else {
                             match partition.append(&mut records, now) {
-                                Ok(outcome) => Ok((partition, outcome)),
+                                Ok(outcome) => {
+                                    if !outcome.duplicate {
+                                        partition.traffic.record_produced(
+                                            records.len(),
+                                            (outcome.last_offset - outcome.base_offset + 1).max(0)
+                                                as u64,
+                                        );
+                                    }
+                                    Ok((partition, outcome))
+                                }
                                 Err(error) => Err((log_error_code(&error), error.to_string())),
                             }
                         }
