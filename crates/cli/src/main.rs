@@ -1,11 +1,28 @@
-//! `cauce`: the broker server and, later, the command-line tools.
+//! `cauce`: the broker server and the command-line admin tools.
+//!
+//! # Layout
+//!
+//! - this file: the command line and the exit status.
+//! - [`server`]: `cauce server`, a broker.
+//! - [`admin`]: the connection the admin commands share (librdkafka, timeouts, error wording).
+//! - [`native`]: topic creation and configs through librdkafka's C API, where rdkafka's wrapper
+//!   drops the broker's errors.
+//! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`.
+//! - [`output`]: aligned tables and JSON.
+//!
+//! The admin commands speak the Kafka protocol only, so they work against any Kafka-compatible
+//! broker. Every failure of theirs ends the process with a non-zero status and one line on stderr.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::Context;
-use cauce_broker::{BrokerConfig, Server};
 use clap::{Parser, Subcommand};
+
+mod admin;
+mod cluster;
+mod native;
+mod output;
+mod server;
+mod topic;
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +31,8 @@ use clap::{Parser, Subcommand};
     about = "An event streaming platform that speaks Kafka's protocol"
 )]
 struct Cli {
+    #[command(flatten)]
+    connection: admin::ConnectionArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,75 +40,66 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (a single node that is its own controller).
-    Server(ServerArgs),
+    Server(server::ServerArgs),
+    /// Create, list, describe, reconfigure and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// TOML file with Kafka-named keys (see config/cauce.toml); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Where partitions and metadata are stored [default: ./cauce-data].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
-    #[arg(long)]
-    listen: Option<String>,
-    /// Address given to clients [default: the listen address].
-    #[arg(long)]
-    advertised_listener: Option<String>,
-}
+/// Exit status of a command-line usage error, as clap uses.
+const USAGE_ERROR: u8 = 2;
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match cli.command {
-        Command::Server(args) => run_server(args),
-    }
-}
-
-fn run_server(args: ServerArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => BrokerConfig::from_file(path)?,
-        None => BrokerConfig::default(),
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
     };
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+    let outcome = match cli.command {
+        Command::Server(args) => {
+            // The server keeps the report std gives a `main` returning an error.
+            if let Err(error) = server::run(args) {
+                eprintln!("Error: {error:?}");
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::SUCCESS;
+        }
+        Command::Topic(command) => topic::run(&cli.connection, command),
+        Command::Cluster(command) => cluster::run(&cli.connection, command),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
+            ExitCode::FAILURE
+        }
     }
-    if let Some(listen) = &args.listen {
-        config.set("listeners", listen)?;
-    }
-    if let Some(advertised) = &args.advertised_listener {
-        config.set("advertised.listeners", advertised)?;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let server = Server::start(config)
-            .await
-            .context("broker failed to start")?;
-        let address: SocketAddr = server.local_addr();
-        // Tests and scripts wait for this line; it is printed once the broker accepts requests.
-        println!("cauce listening on {address}");
-        tracing::info!(%address, "broker ready");
-        server.run(stop_signal()).await?;
-        Ok(())
-    })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// Help and version go to stdout as usual; a real usage error becomes one line on stderr, so
+/// scripts can show it as is.
+fn usage_error(error: clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
     }
+    let rendered = error.to_string();
+    let reason: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:"))
+        .take_while(|line| !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect();
+    let reason = reason.join(" ");
+    let reason = reason.strip_prefix("error: ").unwrap_or(&reason);
+    eprintln!("error: {reason} (see 'cauce --help')");
+    ExitCode::from(USAGE_ERROR)
+}
+
+/// Folds a message that may carry line breaks (a broker's text, a chain of causes) into one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

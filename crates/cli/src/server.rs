@@ -1,0 +1,70 @@
+//! `cauce server`: runs a broker until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cauce_broker::{BrokerConfig, Server};
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// TOML file with Kafka-named keys (see config/cauce.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where partitions and metadata are stored [default: ./cauce-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address given to clients [default: the listen address].
+    #[arg(long)]
+    advertised_listener: Option<String>,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::from_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = &args.listen {
+        config.set("listeners", listen)?;
+    }
+    if let Some(advertised) = &args.advertised_listener {
+        config.set("advertised.listeners", advertised)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = Server::start(config)
+            .await
+            .context("broker failed to start")?;
+        let address: SocketAddr = server.local_addr();
+        // Tests and scripts wait for this line; it is printed once the broker accepts requests.
+        println!("cauce listening on {address}");
+        tracing::info!(%address, "broker ready");
+        server.run(stop_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
