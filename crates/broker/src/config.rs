@@ -62,6 +62,8 @@ pub struct BrokerConfig {
     /// Where `/metrics` is served over HTTP (`metrics.listen`); `None` (empty) serves nothing, so
     /// that several brokers and tests on one host do not fight over a fixed port.
     pub metrics_listen: Option<SocketAddr>,
+    /// The log filter when RUST_LOG is unset (`logging.level`), e.g. `info` or `cauce_broker=debug`.
+    pub logging_level: String,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -92,6 +94,7 @@ impl Default for BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             metrics_listen: None,
+            logging_level: "info".to_string(),
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -225,6 +228,11 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::String,
         doc: "HOST:PORT serving Prometheus metrics at /metrics; empty for none",
     },
+    BrokerKeyDef {
+        name: "logging.level",
+        kind: ConfigKind::String,
+        doc: "log filter when RUST_LOG is unset",
+    },
 ];
 
 impl BrokerConfig {
@@ -261,6 +269,7 @@ impl BrokerConfig {
             "metrics.listen" => self
                 .metrics_listen
                 .map_or_else(String::new, |address| address.to_string()),
+            "logging.level" => self.logging_level.clone(),
             _ => return None,
         })
     }
@@ -396,6 +405,15 @@ impl BrokerConfig {
                     Some(parse_listener(value).map_err(|_| bad("HOST:PORT or an empty string"))?)
                 }
             }
+            "logging.level" => {
+                if tracing_filter_is_valid(value) {
+                    self.logging_level = value.to_string();
+                } else {
+                    return Err(bad(
+                        "a log filter such as info, debug or cauce_broker=debug",
+                    ));
+                }
+            }
             "log.retention.hours" | "log.retention.minutes" => {
                 let unit_ms: i64 = if key.ends_with("hours") {
                     3_600_000
@@ -431,6 +449,19 @@ impl BrokerConfig {
             .clone()
             .unwrap_or_else(|| (self.listen.ip().to_string(), self.listen.port()))
     }
+}
+
+/// Whether a log filter has the shape `level` or `target=level` items separated by commas.
+fn tracing_filter_is_valid(value: &str) -> bool {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    !value.trim().is_empty()
+        && value.split(',').all(|item| {
+            let level = item
+                .rsplit_once('=')
+                .map_or(item, |(_, level)| level)
+                .trim();
+            LEVELS.contains(&level.to_ascii_lowercase().as_str())
+        })
 }
 
 /// Parses a number that must be at least `min`.
@@ -494,6 +525,15 @@ mod tests {
             config.topic_defaults.get("log.segment.bytes").unwrap(),
             "1048576"
         );
+    }
+
+    #[test]
+    fn logging_level_takes_levels_and_per_module_filters() {
+        let config =
+            BrokerConfig::from_toml("logging.level = \"info,cauce_broker::group=debug\"").unwrap();
+        assert_eq!(config.logging_level, "info,cauce_broker::group=debug");
+        assert!(BrokerConfig::from_toml("logging.level = \"loud\"").is_err());
+        assert_eq!(BrokerConfig::default().logging_level, "info");
     }
 
     #[test]
