@@ -223,7 +223,17 @@ async fn log_cleaner(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     continue;
                 }
             };
-            match partition.with_log(|log| log.install_compaction(compacted)) {
+            // Installing renames files and fsyncs: off the reactor too.
+            let installer = partition.clone();
+            let installed = tokio::task::spawn_blocking(move || {
+                installer.with_log(|log| log.install_compaction(compacted))
+            })
+            .await;
+            let Ok(installed) = installed else {
+                tracing::error!(topic = %partition.topic, partition = partition.index, "installing compaction panicked");
+                continue;
+            };
+            match installed {
                 Ok(outcome) if outcome.installed => tracing::info!(
                     topic = %partition.topic,
                     partition = partition.index,
