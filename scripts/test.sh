@@ -4,14 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_packages=()
-command -v cmake >/dev/null || need_packages+=(cmake)
-dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_packages+=(libcurl4-openssl-dev)
-command -v kcat >/dev/null || need_packages+=(kcat)
-if [ ${#need_packages[@]} -gt 0 ]; then
-    echo "installing ${need_packages[*]} (librdkafka's build and the kcat tests need them)"
-    if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_packages[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_packages[@]}"; fi
-fi
+scripts/install-build-deps.sh
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi

@@ -8,6 +8,7 @@
 //! - [`native`]: topic creation and configs through librdkafka's C API, where rdkafka's wrapper
 //!   drops the broker's errors.
 //! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`.
+//! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
 //! - [`output`]: aligned tables and JSON.
 //!
 //! The admin commands speak the Kafka protocol only, so they work against any Kafka-compatible
@@ -19,8 +20,10 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod cluster;
+mod consume;
 mod native;
 mod output;
+mod produce;
 mod server;
 mod topic;
 
@@ -47,6 +50,10 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Send lines of stdin (or a file) as records, one per line.
+    Produce(produce::ProduceArgs),
+    /// Print records, one per line; stops at the end of the topic unless --count says otherwise.
+    Consume(consume::ConsumeArgs),
 }
 
 /// Exit status of a command-line usage error, as clap uses.
@@ -68,6 +75,8 @@ fn main() -> ExitCode {
         }
         Command::Topic(command) => topic::run(&cli.connection, command),
         Command::Cluster(command) => cluster::run(&cli.connection, command),
+        Command::Produce(args) => produce::run(&cli.connection, args),
+        Command::Consume(args) => consume::run(&cli.connection, args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
