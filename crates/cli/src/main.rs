@@ -7,7 +7,7 @@
 //! - [`admin`]: the connection the admin commands share (librdkafka, timeouts, error wording).
 //! - [`native`]: topic creation and configs through librdkafka's C API, where rdkafka's wrapper
 //!   drops the broker's errors.
-//! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`.
+//! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`.
 //! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
 //! - [`output`]: aligned tables and JSON.
 //!
@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod cluster;
 mod consume;
+mod group;
 mod native;
 mod output;
 mod produce;
@@ -54,6 +55,9 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print records, one per line; stops at the end of the topic unless --count says otherwise.
     Consume(consume::ConsumeArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 /// Exit status of a command-line usage error, as clap uses.
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Cluster(command) => cluster::run(&cli.connection, command),
         Command::Produce(args) => produce::run(&cli.connection, args),
         Command::Consume(args) => consume::run(&cli.connection, args),
+        Command::Group(command) => group::run(&cli.connection, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,12 +1,12 @@
-//! CreateTopics, DescribeConfigs and IncrementalAlterConfigs for one topic, through librdkafka's
-//! C API.
+//! CreateTopics, DescribeConfigs and IncrementalAlterConfigs for one topic, and
+//! ListConsumerGroupOffsets and DeleteGroups for one group, through librdkafka's C API.
 //!
 //! rdkafka 0.39 wraps DescribeConfigs and AlterConfigs but drops each resource's error code and
 //! message, so an unknown topic or a refused value looked like success; it does not wrap
 //! IncrementalAlterConfigs, which changes only the keys named; and its CreateTopics keeps a
 //! failed topic's code but not the broker's message (which says what value was wrong). This
 //! module makes the same calls its futures make, reads the per-resource errors and messages, and
-//! waits on a queue of its own.
+//! waits on a queue of its own. rdkafka wraps neither group call.
 
 use std::ffi::{c_char, CStr, CString};
 
@@ -223,6 +223,135 @@ pub fn alter_topic(
     Ok(())
 }
 
+/// One committed offset of a consumer group.
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Every offset group `group` has committed (ListConsumerGroupOffsets for all partitions).
+pub fn list_group_offsets(
+    connection: &Connection,
+    group: &str,
+) -> anyhow::Result<Vec<CommittedOffset>> {
+    let group_c = c_string(group)?;
+    // SAFETY: librdkafka copies the group id; a null partition list asks for all partitions.
+    let request =
+        unsafe { rd::rd_kafka_ListConsumerGroupOffsets_new(group_c.as_ptr(), std::ptr::null()) };
+    let request = ListGroupOffsets(request);
+    let event = call(
+        connection,
+        "ListConsumerGroupOffsets",
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+        |client, options, queue| {
+            let mut requests = [request.0];
+            // SAFETY: all pointers are live; librdkafka copies the request before returning.
+            unsafe {
+                rd::rd_kafka_ListConsumerGroupOffsets(
+                    client,
+                    requests.as_mut_ptr(),
+                    1,
+                    options,
+                    queue,
+                )
+            }
+        },
+    )?;
+    // SAFETY: the result and everything reached from it live as long as `event`; strings are
+    // copied out.
+    unsafe {
+        let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.0);
+        if result.is_null() {
+            return Err(anyhow!(
+                "the broker's answer to ListConsumerGroupOffsets was not one"
+            ));
+        }
+        let mut count = 0;
+        let groups = rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count);
+        let group_result = single_group(group, groups, count)?;
+        let partitions = rd::rd_kafka_group_result_partitions(group_result);
+        if partitions.is_null() {
+            return Ok(Vec::new());
+        }
+        let mut offsets = Vec::new();
+        for index in 0..(*partitions).cnt.max(0) as usize {
+            let element = &*(*partitions).elems.add(index);
+            if element.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                let code: RDKafkaErrorCode = element.err.into();
+                return Err(anyhow!("group '{group}': {code}"));
+            }
+            // A partition without a committed offset comes back as -1 (invalid).
+            if element.offset < 0 {
+                continue;
+            }
+            offsets.push(CommittedOffset {
+                topic: owned(element.topic).unwrap_or_default(),
+                partition: element.partition,
+                offset: element.offset,
+            });
+        }
+        Ok(offsets)
+    }
+}
+
+/// Deletes group `group` with its committed offsets; the broker refuses a group with members.
+pub fn delete_group(connection: &Connection, group: &str) -> anyhow::Result<()> {
+    let group_c = c_string(group)?;
+    // SAFETY: librdkafka copies the group id.
+    let request = DeleteGroup(unsafe { rd::rd_kafka_DeleteGroup_new(group_c.as_ptr()) });
+    let event = call(
+        connection,
+        "DeleteGroups",
+        rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DELETEGROUPS,
+        |client, options, queue| {
+            let mut requests = [request.0];
+            // SAFETY: all pointers are live; librdkafka copies the request before returning.
+            unsafe { rd::rd_kafka_DeleteGroups(client, requests.as_mut_ptr(), 1, options, queue) }
+        },
+    )?;
+    // SAFETY: as in `list_group_offsets`.
+    unsafe {
+        let result = rd::rd_kafka_event_DeleteGroups_result(event.0);
+        if result.is_null() {
+            return Err(anyhow!("the broker's answer to DeleteGroups was not one"));
+        }
+        let mut count = 0;
+        let groups = rd::rd_kafka_DeleteGroups_result_groups(result, &mut count);
+        single_group(group, groups, count)?;
+    }
+    Ok(())
+}
+
+/// The one group of an answer, or the error the broker gave for it.
+///
+/// # Safety
+///
+/// `groups` must point to `count` live group results.
+unsafe fn single_group(
+    group: &str,
+    groups: *mut *const rd::rd_kafka_group_result_t,
+    count: usize,
+) -> anyhow::Result<*const rd::rd_kafka_group_result_t> {
+    if count != 1 {
+        return Err(anyhow!(
+            "the broker answered for {count} groups instead of '{group}'"
+        ));
+    }
+    let group_result = *groups;
+    let error = rd::rd_kafka_group_result_error(group_result);
+    if error.is_null() {
+        return Ok(group_result);
+    }
+    let code: RDKafkaErrorCode = rd::rd_kafka_error_code(error).into();
+    let message = owned(rd::rd_kafka_error_string(error)).unwrap_or_default();
+    Err(match code {
+        RDKafkaErrorCode::GroupIdNotFound => anyhow!("group '{group}' does not exist"),
+        _ if message.is_empty() => anyhow!("group '{group}': {code}"),
+        _ => anyhow!("group '{group}': {message}"),
+    })
+}
+
 /// Sends one admin request on a queue of its own and waits for its answer.
 fn call(
     connection: &Connection,
@@ -377,6 +506,26 @@ impl Drop for Resource {
     fn drop(&mut self) {
         // SAFETY: created by `rd_kafka_ConfigResource_new` and destroyed once.
         unsafe { rd::rd_kafka_ConfigResource_destroy(self.0) }
+    }
+}
+
+/// Owns the request of a ListConsumerGroupOffsets call.
+struct ListGroupOffsets(*mut rd::rd_kafka_ListConsumerGroupOffsets_t);
+
+impl Drop for ListGroupOffsets {
+    fn drop(&mut self) {
+        // SAFETY: created by `rd_kafka_ListConsumerGroupOffsets_new` and destroyed once.
+        unsafe { rd::rd_kafka_ListConsumerGroupOffsets_destroy(self.0) }
+    }
+}
+
+/// Owns the request of a DeleteGroups call.
+struct DeleteGroup(*mut rd::rd_kafka_DeleteGroup_t);
+
+impl Drop for DeleteGroup {
+    fn drop(&mut self) {
+        // SAFETY: created by `rd_kafka_DeleteGroup_new` and destroyed once.
+        unsafe { rd::rd_kafka_DeleteGroup_destroy(self.0) }
     }
 }
 
