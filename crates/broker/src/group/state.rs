@@ -702,8 +702,8 @@ impl Group {
         self.rebalance_deadline_ms = None;
         self.generation_id += 1;
         if self.members.is_empty() {
+            // Kafka keeps the protocol type of an empty group; ListGroups still shows "consumer".
             self.protocol_name = None;
-            self.protocol_type = None;
             self.leader = None;
             self.set_phase(GroupPhase::Empty, now_ms);
             return vec![Effect::Persist];
