@@ -9,6 +9,7 @@
 //!   drops the broker's errors.
 //! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`.
 //! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
+//! - [`perf`]: `cauce perf ...`, throughput and latency load generators.
 //! - [`output`]: aligned tables and JSON.
 //!
 //! The admin commands speak the Kafka protocol only, so they work against any Kafka-compatible
@@ -24,6 +25,7 @@ mod consume;
 mod group;
 mod native;
 mod output;
+mod perf;
 mod produce;
 mod server;
 mod topic;
@@ -58,6 +60,9 @@ enum Command {
     /// List, describe, delete consumer groups and reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Measure throughput and latency: produce, consume, or end to end.
+    #[command(subcommand)]
+    Perf(perf::PerfCommand),
 }
 
 /// Exit status of a command-line usage error, as clap uses.
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&cli.connection, args),
         Command::Consume(args) => consume::run(&cli.connection, args),
         Command::Group(command) => group::run(&cli.connection, command),
+        Command::Perf(command) => perf::run(&cli.connection, command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,238 @@
+//! `cauce perf end-to-end`: a producer thread stamps each value with its send time and a
+//! consumer in the same process measures how long the record took to come back.
+//!
+//! The stamp is the first 8 bytes of the value, big-endian nanoseconds after an `Instant` both
+//! sides share, so clock adjustments do not skew it. The consumer starts at the end of every
+//! partition before the first send, so it sees exactly this run's records.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::produce::{delivery_reason, wait_until, MESSAGE_TIMEOUT};
+use super::{
+    ensure_topic, payload, with_progress, Limit, LimitArgs, Meter, PerfSummary, Schedule, Workload,
+    IDLE_TIMEOUT,
+};
+use crate::admin::{ConnectionArgs, REQUEST_TIMEOUT};
+
+/// Bytes of the send stamp at the start of every value.
+const STAMP_BYTES: usize = 8;
+
+#[derive(clap::Args)]
+pub struct EndToEndArgs {
+    /// The topic; created if missing.
+    #[arg(long)]
+    topic: String,
+    /// Bytes in each record's value, the 8-byte send stamp included.
+    #[arg(long, value_name = "BYTES", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(STAMP_BYTES as i64..))]
+    record_size: u32,
+    #[command(flatten)]
+    limit: LimitArgs,
+    /// Records per second; 0 is as fast as possible.
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    rate: u64,
+    /// Partitions of the topic when this command creates it.
+    #[arg(long, value_name = "N", default_value_t = 6,
+          value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+}
+
+/// Counts records that failed for good; the consumer stops waiting for them.
+struct FailureTally {
+    /// Records librdkafka gave up on.
+    failed: AtomicU64,
+    /// Where the first failure's reason goes.
+    meter: Arc<Meter>,
+}
+
+impl ClientContext for FailureTally {}
+
+impl ProducerContext for FailureTally {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, delivery_result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = delivery_result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.meter.note_failure(|| delivery_reason(error));
+        }
+    }
+}
+
+pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Result<PerfSummary> {
+    let partitions = ensure_topic(connection_args, &args.topic, args.partitions)?;
+    let broker_list = || format!("cannot use broker list '{}'", connection_args.brokers);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &connection_args.brokers)
+        .set("client.id", "cauce-perf")
+        // librdkafka wants a group id even for a consumer that only assigns; it is never used.
+        .set("group.id", "cauce-perf-end-to-end")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .with_context(broker_list)?;
+    let mut assignment = TopicPartitionList::new();
+    for &partition in &partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(&args.topic, partition, REQUEST_TIMEOUT)
+            .map_err(|error| {
+                anyhow!("reading the end of topic '{}' failed: {error}", args.topic)
+            })?;
+        assignment.add_partition_offset(&args.topic, partition, Offset::Offset(high))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| anyhow!("assigning topic '{}' failed: {error}", args.topic))?;
+
+    let meter = Arc::new(Meter::new());
+    let producer: BaseProducer<FailureTally> = ClientConfig::new()
+        .set("bootstrap.servers", &connection_args.brokers)
+        .set("client.id", "cauce-perf")
+        .set("acks", "all")
+        .set("linger.ms", "0")
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        )
+        .create_with_context(FailureTally {
+            failed: AtomicU64::new(0),
+            meter: Arc::clone(&meter),
+        })
+        .with_context(broker_list)?;
+
+    let limit = Limit::starting_now(&args.limit);
+    let sent = AtomicU64::new(0);
+    let producer_done = AtomicBool::new(false);
+    // Set with `producer_done` when sending failed: the consumer then stops at once.
+    let sender_failed = AtomicBool::new(false);
+    let outcome = with_progress(&meter, || {
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                let outcome = send(&producer, &args, &meter, limit, &sent);
+                sender_failed.store(outcome.is_err(), Ordering::Relaxed);
+                producer_done.store(true, Ordering::Release);
+                outcome
+            });
+            let received = receive(
+                &consumer,
+                &producer,
+                &meter,
+                &sent,
+                [&producer_done, &sender_failed],
+            );
+            let sent = sender.join().expect("the producer thread does not panic");
+            sent.and(received)
+        })
+    });
+    outcome?;
+    Ok(meter.summary(Workload::EndToEnd, &args.topic))
+}
+
+/// Sends stamped records until the limit; the count so far is in `sent`.
+fn send(
+    producer: &BaseProducer<FailureTally>,
+    args: &EndToEndArgs,
+    meter: &Meter,
+    limit: Limit,
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
+    let schedule = Schedule::new(Instant::now(), args.rate as f64);
+    let mut value = payload(args.record_size as usize);
+    let mut index = 0u64;
+    loop {
+        if limit.records.is_some_and(|records| index >= records) {
+            break;
+        }
+        let due = schedule.map(|schedule| schedule.due(index));
+        if limit.past_deadline(due.unwrap_or_else(Instant::now)) {
+            break;
+        }
+        if let Some(due) = due {
+            wait_until(producer, due);
+        }
+        // With a schedule the stamp is the due time, so a stall counts against every record
+        // it held back.
+        let stamp = meter.nanos_since_origin(due.unwrap_or_else(Instant::now));
+        value[..STAMP_BYTES].copy_from_slice(&stamp.to_be_bytes());
+        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&args.topic).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => bail!("cannot send to topic '{}': {error}", args.topic),
+            }
+        }
+        index += 1;
+        sent.store(index, Ordering::Release);
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(MESSAGE_TIMEOUT)
+        .map_err(|error| anyhow!("waiting for deliveries failed: {}", delivery_reason(&error)))
+}
+
+/// Receives until every delivered record came back, measuring each one's latency.
+fn receive(
+    consumer: &BaseConsumer,
+    producer: &BaseProducer<FailureTally>,
+    meter: &Meter,
+    sent: &AtomicU64,
+    [producer_done, sender_failed]: [&AtomicBool; 2],
+) -> anyhow::Result<()> {
+    let mut last_record = Instant::now();
+    loop {
+        let done = producer_done.load(Ordering::Acquire);
+        if done && sender_failed.load(Ordering::Relaxed) {
+            // The sender's error is the one reported.
+            return Ok(());
+        }
+        let expected =
+            sent.load(Ordering::Acquire) - producer.context().failed.load(Ordering::Relaxed);
+        if done && meter.records.load(Ordering::Relaxed) >= expected {
+            break;
+        }
+        if last_record.elapsed() >= IDLE_TIMEOUT {
+            let reason = meter
+                .first_failure()
+                .map_or(String::new(), |reason| format!(" (last error: {reason})"));
+            bail!(
+                "only {} of {} records came back within {} s{reason}",
+                meter.records.load(Ordering::Relaxed),
+                sent.load(Ordering::Relaxed),
+                IDLE_TIMEOUT.as_secs()
+            );
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                last_record = Instant::now();
+                let value = message.payload().unwrap_or_default();
+                let Some(stamp) = value.get(..STAMP_BYTES) else {
+                    continue;
+                };
+                let stamp = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
+                meter.claim(None);
+                meter.record_done(value.len(), Some(stamp));
+            }
+            Some(Err(error)) => meter.note_failure(|| error.to_string()),
+        }
+    }
+    if let Some(reason) = meter.first_failure() {
+        if producer.context().failed.load(Ordering::Relaxed) > 0 {
+            bail!("records were not delivered: {reason}");
+        }
+    }
+    Ok(())
+}
