@@ -52,8 +52,9 @@ pub struct ProduceArgs {
     file: Option<PathBuf>,
 }
 
+/// A batch codec, as the command line names it.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Snappy,
@@ -63,7 +64,7 @@ enum Compression {
 
 impl Compression {
     /// The value of librdkafka's `compression.type`.
-    fn config_value(self) -> &'static str {
+    pub(crate) fn config_value(self) -> &'static str {
         match self {
             Compression::None => "none",
             Compression::Gzip => "gzip",
@@ -74,8 +75,9 @@ impl Compression {
     }
 }
 
+/// How many acknowledgements a produce waits for.
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Acks {
+pub(crate) enum Acks {
     #[value(name = "0")]
     None,
     #[value(name = "1")]
@@ -86,7 +88,7 @@ enum Acks {
 
 impl Acks {
     /// The value of librdkafka's `acks`.
-    fn config_value(self) -> &'static str {
+    pub(crate) fn config_value(self) -> &'static str {
         match self {
             Acks::None => "0",
             Acks::Leader => "1",

@@ -15,6 +15,7 @@ use super::{
     ensure_topic, payload, with_progress, Limit, LimitArgs, Meter, PerfSummary, Schedule, Workload,
 };
 use crate::admin::ConnectionArgs;
+use crate::produce::{Acks, Compression};
 
 /// How long librdkafka retries one record before reporting it undelivered, and how long the
 /// final flush may take: bounds a run whose broker went away.
@@ -57,49 +58,6 @@ pub struct ProduceArgs {
     /// Give each record a distinct key, so records spread over partitions by key hash.
     #[arg(long)]
     keyed: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Compression {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl Compression {
-    /// The value of librdkafka's `compression.type`.
-    fn config_value(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Gzip => "gzip",
-            Compression::Snappy => "snappy",
-            Compression::Lz4 => "lz4",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Acks {
-    #[value(name = "0")]
-    None,
-    #[value(name = "1")]
-    Leader,
-    #[value(name = "all")]
-    All,
-}
-
-impl Acks {
-    /// The value of librdkafka's `acks`.
-    fn config_value(self) -> &'static str {
-        match self {
-            Acks::None => "0",
-            Acks::Leader => "1",
-            Acks::All => "all",
-        }
-    }
 }
 
 /// Feeds delivery reports into the meter; the opaque of each record is its send stamp.
