@@ -1,31 +1,21 @@
 //! The `cauce topic` and `cauce cluster` admin commands, run as real processes against a real
 //! broker: their tables, their JSON, and the one-line errors scripts rely on.
 
-use std::process::{Command, Output};
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::{cauce_binary, free_port, BrokerProcess};
+use cauce_integration_tests::{free_port, BrokerProcess};
 use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>`.
 fn cauce(brokers: &str, args: &[&str]) -> Output {
-    Command::new(cauce_binary())
-        .arg("--brokers")
-        .arg(brokers)
-        .args(args)
-        .output()
-        .expect("run cauce")
+    run_cauce(brokers, args, "")
 }
 
 /// Runs a command that must succeed and returns its stdout.
 fn succeed(brokers: &str, args: &[&str]) -> String {
-    let output = cauce(brokers, args);
-    assert!(
-        output.status.success(),
-        "cauce {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 stdout")
+    cauce_succeeds(brokers, args, "")
 }
 
 /// Runs a command that must print JSON and parses it.
@@ -38,16 +28,7 @@ fn succeed_json(brokers: &str, args: &[&str]) -> Value {
 
 /// Runs a command that must fail; returns its one stderr line.
 fn fail(brokers: &str, args: &[&str]) -> String {
-    let output = cauce(brokers, args);
-    assert!(!output.status.success(), "cauce {args:?} succeeded");
-    let stderr = String::from_utf8(output.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "cauce {args:?} should explain itself in one line, wrote: {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr.trim_end().to_string()
+    cauce_fails(brokers, args, "").1
 }
 
 /// The line of a table whose first column is `key`.

@@ -1,7 +1,7 @@
 //! `cauce produce` and `cauce consume`, run as real processes against a real broker: lines in,
 //! records out, start positions, groups, codecs, JSON, and the one-line errors scripts rely on.
 
-use std::io::Write;
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,33 +10,12 @@ use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>` with `stdin` piped in.
 fn cauce_with_input(brokers: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(cauce_binary())
-        .arg("--brokers")
-        .arg(brokers)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run cauce");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for cauce")
+    run_cauce(brokers, args, stdin)
 }
 
 /// Runs a command that must succeed and returns its stdout.
 fn succeed(brokers: &str, args: &[&str], stdin: &str) -> String {
-    let output = cauce_with_input(brokers, args, stdin);
-    assert!(
-        output.status.success(),
-        "cauce {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 stdout")
+    cauce_succeeds(brokers, args, stdin)
 }
 
 /// Produces `lines` and checks the summary on stderr and the empty stdout.
@@ -52,16 +31,7 @@ fn produce(brokers: &str, args: &[&str], lines: &str) {
 
 /// Runs a command that must fail; returns its one stderr line.
 fn fail(brokers: &str, args: &[&str], stdin: &str) -> String {
-    let output = cauce_with_input(brokers, args, stdin);
-    assert!(!output.status.success(), "cauce {args:?} succeeded");
-    let stderr = String::from_utf8(output.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "cauce {args:?} should explain itself in one line, wrote: {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr.trim_end().to_string()
+    cauce_fails(brokers, args, stdin).1
 }
 
 fn create_topic(brokers: &str, topic: &str, partitions: &str) {

@@ -1,36 +1,21 @@
 //! `cauce group ...` run as a real process against a real broker: listing, lag, resetting and
 //! deleting groups, and the one-line errors for unknown, active and unreachable groups.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cauce_integration_tests::{cauce_binary, free_port, BrokerProcess};
+use cauce_integration_tests::{free_port, BrokerProcess};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>` with `stdin` piped in.
 fn cauce_with_input(brokers: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(cauce_binary())
-        .arg("--brokers")
-        .arg(brokers)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run cauce");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for cauce")
+    run_cauce(brokers, args, stdin)
 }
 
 /// Runs a command that must succeed and returns its stdout.
@@ -39,13 +24,7 @@ fn succeed(brokers: &str, args: &[&str]) -> String {
 }
 
 fn succeed_with_input(brokers: &str, args: &[&str], stdin: &str) -> String {
-    let output = cauce_with_input(brokers, args, stdin);
-    assert!(
-        output.status.success(),
-        "cauce {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 stdout")
+    cauce_succeeds(brokers, args, stdin)
 }
 
 fn succeed_json(brokers: &str, args: &[&str]) -> Value {
@@ -56,16 +35,9 @@ fn succeed_json(brokers: &str, args: &[&str]) -> Value {
 
 /// Runs a command that must fail with status 1; returns its one stderr line.
 fn fail(brokers: &str, args: &[&str]) -> String {
-    let output = cauce_with_input(brokers, args, "");
-    assert_eq!(output.status.code(), Some(1), "cauce {args:?}");
-    let stderr = String::from_utf8(output.stderr).expect("utf-8 stderr");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "cauce {args:?} should explain itself in one line, wrote: {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    stderr.trim_end().to_string()
+    let (code, line) = cauce_fails(brokers, args, "");
+    assert_eq!(code, Some(1), "cauce {args:?}");
+    line
 }
 
 /// A topic with 6 records in partition 0 and 4 in partition 1.

@@ -1,6 +1,7 @@
 //! `cauce perf ...`, run as a real process against a real broker: the counts and figures its JSON
 //! report carries, that `--duration` bounds a run, and the one-line errors scripts rely on.
 
+use cauce_integration_tests::cli::run_cauce;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,15 +10,7 @@ use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>` with no input.
 fn cauce(brokers: &str, args: &[&str]) -> Output {
-    Command::new(cauce_binary())
-        .arg("--brokers")
-        .arg(brokers)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run cauce")
+    run_cauce(brokers, args, "")
 }
 
 /// Runs a `perf` command with `--json` that must succeed; returns its report.
