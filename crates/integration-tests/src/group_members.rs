@@ -211,22 +211,9 @@ impl GroupMemberProcess {
         timeout: Duration,
         predicate: impl Fn(&MemberLine) -> bool,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .events
-                .lock()
-                .unwrap()
-                .last()
-                .is_some_and(|event| predicate(&event.line))
-            {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.wait_for_events(timeout, |events| {
+            events.last().is_some_and(|event| predicate(&event.line))
+        })
     }
 
     /// Waits (at most `timeout`) until some printed line satisfies `predicate`.
@@ -235,21 +222,26 @@ impl GroupMemberProcess {
         timeout: Duration,
         predicate: impl Fn(&MemberLine) -> bool,
     ) -> bool {
+        self.wait_for_events(timeout, |events| {
+            events.iter().any(|event| predicate(&event.line))
+        })
+    }
+
+    /// Polls the printed events until `condition` holds or `timeout` passes.
+    fn wait_for_events(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&[MemberEvent]) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self
-                .events
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|event| predicate(&event.line))
-            {
+            if condition(&self.events.lock().unwrap()) {
                 return true;
             }
             if Instant::now() > deadline {
                 return false;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
