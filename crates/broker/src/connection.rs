@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handlers::{dispatch, Client, Reply};
+use crate::metrics::RequestTiming;
 use crate::shutdown::Shutdown;
 use crate::Broker;
 
@@ -113,11 +114,13 @@ async fn write_replies(
 ) {
     let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
     while let Some(outgoing) = pending.recv().await {
+        let turn = Instant::now();
         let mut reply = outgoing.reply;
         // A deferred reply may itself resolve to any reply kind.
         while let Reply::Later(future) = reply {
             reply = future.await;
         }
+        let answered = Instant::now();
         match reply {
             Reply::Ready(frame) => {
                 if let Err(error) = writer.write_all(&frame).await {
@@ -133,9 +136,12 @@ async fn write_replies(
         }
         // Answered (written to the buffer, or deliberately not at all).
         if let Some(api_key) = outgoing.api_key {
-            broker
-                .metrics
-                .record_request(api_key, outgoing.received.elapsed());
+            let timing = RequestTiming {
+                total: outgoing.received.elapsed(),
+                queued: turn.saturating_duration_since(outgoing.received),
+                waited: answered - turn,
+            };
+            broker.metrics.record_request(api_key, timing);
         }
         if pending.is_empty() && writer.flush().await.is_err() {
             return;

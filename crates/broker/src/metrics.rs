@@ -10,7 +10,12 @@
 //! - `topic_bytes_in_total{topic}`, `topic_records_in_total{topic}`: accepted by Produce.
 //! - `topic_bytes_out_total{topic}`: record bytes returned by Fetch.
 //! - `requests_total{api}` and the histogram `request_duration_seconds{api}`: from a request's
-//!   frame being parsed to its response being written to the connection's buffer.
+//!   frame being parsed to its response being written to the connection's buffer. Two
+//!   histograms split that time: `request_queue_seconds{api}`, until the request's turn came
+//!   (the handler's own work, then waiting behind the connection's earlier requests, whose
+//!   answers go out first), and `request_wait_seconds{api}`,
+//!   spent waiting on a deferred answer once its turn came (Produce waiting for the fsync that
+//!   `acks=all` needs under `flush.messages`, Fetch long-polling for `min.bytes`).
 //! - `active_connections`: Kafka connections open now.
 //! - `log_size_bytes{topic,partition}`, `log_segments{topic,partition}`,
 //!   `log_end_offset{topic,partition}`.
@@ -80,22 +85,88 @@ impl PartitionTraffic {
     }
 }
 
-/// Request count and latency of one API.
-struct ApiLatency {
-    /// Requests answered.
+/// A latency histogram over [`LATENCY_BUCKETS_SECONDS`], updated with relaxed atomics.
+struct Histogram {
+    /// Observations.
     count: AtomicU64,
-    /// Total latency, in nanoseconds.
+    /// Total of the observations, in nanoseconds.
     sum_nanos: AtomicU64,
-    /// Requests per bucket (not cumulative; the last slot is above the largest bound).
+    /// Observations per bucket (not cumulative; the last slot is above the largest bound).
     buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(
+            elapsed.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let cumulative_buckets = self
+            .buckets
+            .iter()
+            .take(LATENCY_BUCKETS_SECONDS.len())
+            .map(|bucket| {
+                cumulative += bucket.load(Ordering::Relaxed);
+                cumulative
+            })
+            .collect();
+        // Buckets and count are read at slightly different moments; `+Inf` must still be the
+        // largest.
+        HistogramSnapshot {
+            count: self.count.load(Ordering::Relaxed).max(cumulative),
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            cumulative_buckets,
+        }
+    }
+}
+
+/// How long one answered request spent, in total and in its two waits.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTiming {
+    /// From the frame being parsed to the response being written.
+    pub total: Duration,
+    /// Until its turn to be answered: the handler's work, then the connection's earlier
+    /// requests.
+    pub queued: Duration,
+    /// Waiting on a deferred answer (fsync, long poll) once its turn came.
+    pub waited: Duration,
+}
+
+/// The request timings of one API.
+struct ApiLatency {
+    /// Whole request latency; its count is the number of requests answered.
+    duration: Histogram,
+    /// See [`RequestTiming::queued`].
+    queue: Histogram,
+    /// See [`RequestTiming::waited`].
+    wait: Histogram,
 }
 
 impl ApiLatency {
     fn new() -> ApiLatency {
         ApiLatency {
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            duration: Histogram::new(),
+            queue: Histogram::new(),
+            wait: Histogram::new(),
         }
     }
 }
@@ -118,25 +189,17 @@ impl Default for BrokerMetrics {
 }
 
 impl BrokerMetrics {
-    /// Counts one answered request of `api_key` that took `elapsed`.
-    pub fn record_request(&self, api_key: i16, elapsed: Duration) {
+    /// Counts one answered request of `api_key`.
+    pub fn record_request(&self, api_key: i16, timing: RequestTiming) {
         let Some(api) = usize::try_from(api_key)
             .ok()
             .and_then(|slot| self.apis.get(slot))
         else {
             return;
         };
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS_SECONDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
-        api.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        api.sum_nanos.fetch_add(
-            elapsed.as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
-        api.count.fetch_add(1, Ordering::Relaxed);
+        api.queue.record(timing.queued);
+        api.wait.record(timing.waited);
+        api.duration.record(timing.total);
     }
 
     /// Counts a connection as open until the returned guard drops.
@@ -151,30 +214,16 @@ impl BrokerMetrics {
             .iter()
             .enumerate()
             .filter_map(|(slot, api)| {
-                let count = api.count.load(Ordering::Relaxed);
-                if count == 0 {
+                if api.duration.count.load(Ordering::Relaxed) == 0 {
                     return None;
                 }
                 let name = ApiKey::try_from(slot as i16)
                     .map_or_else(|_| slot.to_string(), |key| format!("{key:?}"));
-                let mut cumulative = 0;
-                let buckets = api
-                    .buckets
-                    .iter()
-                    .take(LATENCY_BUCKETS_SECONDS.len())
-                    .map(|bucket| {
-                        cumulative += bucket.load(Ordering::Relaxed);
-                        cumulative
-                    })
-                    .collect();
-                // Buckets and count are read at slightly different moments; `+Inf` must
-                // still be the largest.
-                let count = count.max(cumulative);
                 Some(ApiSnapshot {
                     api: name,
-                    count,
-                    sum_seconds: api.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-                    cumulative_buckets: buckets,
+                    duration: api.duration.snapshot(),
+                    queue: api.queue.snapshot(),
+                    wait: api.wait.snapshot(),
                 })
             })
             .collect()
@@ -195,17 +244,28 @@ impl Drop for OpenConnection<'_> {
     }
 }
 
-/// One API's request counters at scrape time.
+/// One histogram at scrape time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Observations.
+    pub count: u64,
+    /// Total of the observations, in seconds.
+    pub sum_seconds: f64,
+    /// Observations at or below each bound of [`LATENCY_BUCKETS_SECONDS`].
+    pub cumulative_buckets: Vec<u64>,
+}
+
+/// One API's request timings at scrape time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiSnapshot {
     /// The API's name, as `kafka-protocol` spells it (`Produce`, `Fetch`, ...).
     pub api: String,
-    /// Requests answered.
-    pub count: u64,
-    /// Total latency in seconds.
-    pub sum_seconds: f64,
-    /// Requests at or below each bound of [`LATENCY_BUCKETS_SECONDS`].
-    pub cumulative_buckets: Vec<u64>,
+    /// Whole request latency; its count is the number of requests answered.
+    pub duration: HistogramSnapshot,
+    /// Time spent behind the connection's earlier requests.
+    pub queue: HistogramSnapshot,
+    /// Time spent waiting on a deferred answer.
+    pub wait: HistogramSnapshot,
 }
 
 /// One partition's log at scrape time.
@@ -369,40 +429,32 @@ pub fn render(snapshot: &Snapshot) -> String {
             out,
             "cauce_requests_total{{api=\"{}\"}} {}",
             escape(&api.api),
-            api.count
+            api.duration.count
         );
     }
-    header(
-        &mut out,
-        "cauce_request_duration_seconds",
-        "histogram",
-        "Time from a request being parsed to its response being written, per API.",
-    );
-    for api in &snapshot.apis {
-        let name = escape(&api.api);
-        for (bound, cumulative) in LATENCY_BUCKETS_SECONDS.iter().zip(&api.cumulative_buckets) {
-            let _ = writeln!(
-                out,
-                "cauce_request_duration_seconds_bucket{{api=\"{name}\",le=\"{bound}\"}} {cumulative}"
-            );
+    let histograms: [(&str, &str, fn(&ApiSnapshot) -> &HistogramSnapshot); 3] = [
+        (
+            "cauce_request_duration_seconds",
+            "Time from a request being parsed to its response being written, per API.",
+            |api| &api.duration,
+        ),
+        (
+            "cauce_request_queue_seconds",
+            "Time from a request being parsed to its turn to be answered, per API.",
+            |api| &api.queue,
+        ),
+        (
+            "cauce_request_wait_seconds",
+            "Time a request's deferred answer (fsync, long poll) was waited for, per API.",
+            |api| &api.wait,
+        ),
+    ];
+    for (family, help, histogram_of) in histograms {
+        header(&mut out, family, "histogram", help);
+        for api in &snapshot.apis {
+            render_histogram(&mut out, family, &escape(&api.api), histogram_of(api));
         }
-        let _ = writeln!(
-            out,
-            "cauce_request_duration_seconds_bucket{{api=\"{name}\",le=\"+Inf\"}} {}",
-            api.count
-        );
-        let _ = writeln!(
-            out,
-            "cauce_request_duration_seconds_sum{{api=\"{name}\"}} {}",
-            api.sum_seconds
-        );
-        let _ = writeln!(
-            out,
-            "cauce_request_duration_seconds_count{{api=\"{name}\"}} {}",
-            api.count
-        );
     }
-
     header(
         &mut out,
         "cauce_active_connections",
@@ -487,6 +539,30 @@ pub fn render(snapshot: &Snapshot) -> String {
         snapshot.under_replicated_partitions
     );
     out
+}
+
+/// Writes one API's series of a histogram family.
+fn render_histogram(out: &mut String, family: &str, api: &str, histogram: &HistogramSnapshot) {
+    for (bound, cumulative) in LATENCY_BUCKETS_SECONDS
+        .iter()
+        .zip(&histogram.cumulative_buckets)
+    {
+        let _ = writeln!(
+            out,
+            "{family}_bucket{{api=\"{api}\",le=\"{bound}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{family}_bucket{{api=\"{api}\",le=\"+Inf\"}} {}",
+        histogram.count
+    );
+    let _ = writeln!(
+        out,
+        "{family}_sum{{api=\"{api}\"}} {}",
+        histogram.sum_seconds
+    );
+    let _ = writeln!(out, "{family}_count{{api=\"{api}\"}} {}", histogram.count);
 }
 
 fn partition_labels(log: &PartitionLogSnapshot) -> String {
@@ -619,9 +695,26 @@ mod tests {
 
     fn sample_snapshot() -> Snapshot {
         let metrics = BrokerMetrics::default();
-        metrics.record_request(ApiKey::Produce as i16, Duration::from_micros(50));
-        metrics.record_request(ApiKey::Produce as i16, Duration::from_millis(3));
-        metrics.record_request(ApiKey::Produce as i16, Duration::from_secs(20));
+        for (total, queued, waited) in [
+            (Duration::from_micros(50), Duration::ZERO, Duration::ZERO),
+            (
+                Duration::from_millis(3),
+                Duration::from_millis(2),
+                Duration::ZERO,
+            ),
+            (
+                Duration::from_secs(20),
+                Duration::ZERO,
+                Duration::from_secs(19),
+            ),
+        ] {
+            let timing = RequestTiming {
+                total,
+                queued,
+                waited,
+            };
+            metrics.record_request(ApiKey::Produce as i16, timing);
+        }
         let _open = metrics.connection_opened();
         let mut topic_traffic = BTreeMap::new();
         topic_traffic.insert("orders".to_string(), (1200, 30, 600));
@@ -662,6 +755,14 @@ mod tests {
             "cauce_request_duration_seconds_bucket{api=\"Produce\",le=\"10\"} 2",
             "cauce_request_duration_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 3",
             "cauce_request_duration_seconds_count{api=\"Produce\"} 3",
+            "# TYPE cauce_request_queue_seconds histogram",
+            "cauce_request_queue_seconds_bucket{api=\"Produce\",le=\"0.001\"} 2",
+            "cauce_request_queue_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 3",
+            "cauce_request_queue_seconds_sum{api=\"Produce\"} 0.002",
+            "# TYPE cauce_request_wait_seconds histogram",
+            "cauce_request_wait_seconds_bucket{api=\"Produce\",le=\"10\"} 2",
+            "cauce_request_wait_seconds_bucket{api=\"Produce\",le=\"+Inf\"} 3",
+            "cauce_request_wait_seconds_sum{api=\"Produce\"} 19",
             "cauce_active_connections 1",
             "cauce_log_size_bytes{topic=\"orders\",partition=\"0\"} 1200",
             "cauce_log_segments{topic=\"orders\",partition=\"0\"} 1",
@@ -710,8 +811,13 @@ mod tests {
     #[test]
     fn unknown_api_keys_are_ignored() {
         let metrics = BrokerMetrics::default();
-        metrics.record_request(-1, Duration::from_millis(1));
-        metrics.record_request(i16::MAX, Duration::from_millis(1));
+        let timing = RequestTiming {
+            total: Duration::from_millis(1),
+            queued: Duration::ZERO,
+            waited: Duration::ZERO,
+        };
+        metrics.record_request(-1, timing);
+        metrics.record_request(i16::MAX, timing);
         assert!(metrics.api_snapshots().is_empty());
     }
 }

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use cauce_integration_tests::group_protocol::{commit_offsets, OffsetToCommit};
 use cauce_integration_tests::raw::{
     create_single_partition_topic, fetch_records_from_offset_to_log_end,
-    produce_batch_to_partition_zero, record_batch_of_values_stamped_now,
+    fetch_request_for_partition_zero, produce_batch_to_partition_zero,
+    record_batch_of_values_stamped_now, FETCH_VERSION,
 };
 use cauce_integration_tests::{free_port, BrokerProcess, RawClient};
+use kafka_protocol::messages::{ApiKey, FetchResponse};
 
 /// An HTTP answer: status line, headers (lowercase names) and body.
 struct HttpAnswer {
@@ -102,6 +104,14 @@ fn metrics_report_traffic_requests_logs_connections_and_group_lag() {
     let produced_records = 8;
     let fetched = fetch_records_from_offset_to_log_end(&mut client, "metered", 0);
     assert_eq!(fetched.len(), produced_records);
+    // A long poll at the log end: the broker holds it for max_wait_ms, which is wait time.
+    let long_poll_ms = 300;
+    let parked: FetchResponse = client.call(
+        ApiKey::Fetch,
+        FETCH_VERSION,
+        &fetch_request_for_partition_zero("metered", produced_records as i64, long_poll_ms, 1),
+    );
+    assert_eq!(parked.responses[0].partitions[0].error_code, 0);
     let committed = 3;
     let results = commit_offsets(
         &mut client,
@@ -160,6 +170,18 @@ fn metrics_report_traffic_requests_logs_connections_and_group_lag() {
             &samples,
             "cauce_request_duration_seconds_sum{api=\"Produce\"}"
         ) > 0.0
+    );
+    for family in ["cauce_request_queue_seconds", "cauce_request_wait_seconds"] {
+        assert_eq!(
+            sample(&samples, &format!("{family}_count{{api=\"Produce\"}}")),
+            batches.len() as f64,
+            "{family}"
+        );
+    }
+    let fetch_wait = sample(&samples, "cauce_request_wait_seconds_sum{api=\"Fetch\"}");
+    assert!(
+        fetch_wait >= f64::from(long_poll_ms) / 1000.0 * 0.9,
+        "the long poll's wait is counted: {fetch_wait}"
     );
     assert!(sample(&samples, &format!("cauce_log_size_bytes{{{partition}}}")) > 0.0);
     assert!(sample(&samples, &format!("cauce_log_segments{{{partition}}}")) >= 1.0);
