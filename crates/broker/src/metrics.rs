@@ -432,7 +432,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             api.duration.count
         );
     }
-    let histograms: [(&str, &str, fn(&ApiSnapshot) -> &HistogramSnapshot); 3] = [
+    let histograms: [(&str, &str, HistogramOf); 3] = [
         (
             "cauce_request_duration_seconds",
             "Time from a request being parsed to its response being written, per API.",
@@ -540,6 +540,9 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     out
 }
+
+/// Picks one of an API's histograms.
+type HistogramOf = fn(&ApiSnapshot) -> &HistogramSnapshot;
 
 /// Writes one API's series of a histogram family.
 fn render_histogram(out: &mut String, family: &str, api: &str, histogram: &HistogramSnapshot) {
