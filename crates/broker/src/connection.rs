@@ -98,11 +98,24 @@ async fn read_frame(
         Err(error) => return Err(format!("read failed: {error}")),
     }
     let size = check_request_size(prefix, max_bytes).map_err(|error| error.to_string())?;
-    let mut frame = BytesMut::zeroed(size);
-    reader
-        .read_exact(&mut frame)
-        .await
-        .map_err(|error| format!("request truncated: expected {size} bytes: {error}"))?;
+    // Read into uninitialised capacity: zeroing a large produce request first costs a pass
+    // over its bytes.
+    let mut frame = BytesMut::with_capacity(size);
+    let mut body = (&mut *reader).take(size as u64);
+    while frame.len() < size {
+        match body.read_buf(&mut frame).await {
+            Ok(0) => {
+                let got = frame.len();
+                return Err(format!(
+                    "request truncated: expected {size} bytes, got {got}"
+                ));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                return Err(format!("request truncated: expected {size} bytes: {error}"));
+            }
+        }
+    }
     Ok(Some(frame))
 }
 
@@ -126,6 +139,15 @@ async fn write_replies(
                 if let Err(error) = writer.write_all(&frame).await {
                     tracing::debug!(client = %address, %error, "write failed");
                     return;
+                }
+            }
+            Reply::Spliced(parts) => {
+                // Parts at least as large as the buffer go straight to the socket, uncopied.
+                for part in parts {
+                    if let Err(error) = writer.write_all(&part).await {
+                        tracing::debug!(client = %address, %error, "write failed");
+                        return;
+                    }
                 }
             }
             Reply::Nothing | Reply::Later(_) => {}

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod partition;
 pub mod server;
 pub mod shutdown;
+pub mod splice;
 
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,10 +26,37 @@ pub struct ReadSlice {
 }
 
 impl ReadSlice {
-    /// Reads the range with a positional read (no shared cursor, no lock needed).
+    /// Reads the range with positional reads (no shared cursor, no lock needed), straight into
+    /// a fresh buffer: zeroing it first would cost as much as the read itself.
     pub fn read_bytes(&self) -> std::io::Result<Bytes> {
-        let mut bytes = vec![0u8; self.length];
-        self.file.read_exact_at(&mut bytes, self.position)?;
+        let mut bytes: Vec<u8> = Vec::with_capacity(self.length);
+        while bytes.len() < self.length {
+            let filled = bytes.len();
+            let spare = &mut bytes.spare_capacity_mut()[..self.length - filled];
+            let position = libc::off_t::try_from(self.position + filled as u64)
+                .map_err(|_| std::io::Error::other("read position out of range"))?;
+            // SAFETY: `pread` writes at most `spare.len()` bytes into `spare`, memory owned by
+            // `bytes` that nothing else refers to; the fd is open for as long as `self.file`.
+            let read = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    position,
+                )
+            };
+            match read {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                read if read < 0 => {
+                    let error = std::io::Error::last_os_error();
+                    if error.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(error);
+                    }
+                }
+                // SAFETY: `pread` initialised the `read` bytes after the first `filled`.
+                read => unsafe { bytes.set_len(filled + read as usize) },
+            }
+        }
         Ok(Bytes::from(bytes))
     }
 

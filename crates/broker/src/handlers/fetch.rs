@@ -118,10 +118,16 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
                     }
                     topics[want.topic_slot].partitions.push(data);
                 }
+                // The encoder puts the record sets in response order: topic by topic.
+                let record_sets: Vec<Bytes> = topics
+                    .iter()
+                    .flat_map(|topic| &topic.partitions)
+                    .filter_map(|data| data.records.clone())
+                    .collect();
                 let response = FetchResponse::default()
                     .with_responses(topics)
                     .with_session_id(0);
-                return context.respond(&response);
+                return context.respond_spliced(&response, record_sets);
             }
             let any_change = futures::future::select_all(
                 end_offsets

@@ -23,8 +23,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use cauce_protocol::kafka::messages::{ApiKey, ResponseHeader};
+use cauce_protocol::kafka::protocol::buf::ByteBufMut;
 use cauce_protocol::kafka::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use cauce_protocol::legacy_produce::{unsupported_version_response, MAX_LEGACY_PRODUCE_VERSION};
 use cauce_protocol::request::Request;
@@ -33,6 +34,7 @@ use cauce_protocol::versions;
 use cauce_protocol::ResponseError;
 
 use crate::partition::Partition;
+use crate::splice::SplicingBuf;
 use crate::Broker;
 
 /// A response still being produced.
@@ -42,6 +44,9 @@ pub type PendingResponse = Pin<Box<dyn Future<Output = Reply> + Send>>;
 pub enum Reply {
     /// Write this response frame (size prefix included).
     Ready(Bytes),
+    /// Write these parts one after the other; together they are one response frame. Fetch
+    /// answers this way so that record bytes are not copied into the frame.
+    Spliced(Vec<Bytes>),
     /// Wait for this future, in request order, then act on what it yields.
     Later(PendingResponse),
     /// Write nothing: the client asked for no response (Produce with acks=0).
@@ -78,14 +83,36 @@ impl Context {
     pub fn respond<R: Encodable + HeaderVersion>(&self, response: &R) -> Reply {
         match encode_frame(self.api_key, self.version, self.correlation_id, response) {
             Ok(frame) => Reply::Ready(frame),
-            Err(error) => {
-                tracing::error!(api = ?self.api_key, version = self.version, %error, "response did not encode");
-                Reply::Close(format!(
-                    "response to {:?} v{} did not encode",
-                    self.api_key, self.version
-                ))
-            }
+            Err(error) => self.encoding_failed(&error),
         }
+    }
+
+    /// Like [`Context::respond`], but keeps `record_sets` (the response's record fields, in
+    /// encoding order) as parts of their own instead of copying them into the frame.
+    pub fn respond_spliced<R: Encodable + HeaderVersion>(
+        &self,
+        response: &R,
+        record_sets: impl IntoIterator<Item = Bytes>,
+    ) -> Reply {
+        let mut buf = SplicingBuf::new(record_sets);
+        match encode_frame_into(
+            &mut buf,
+            self.api_key,
+            self.version,
+            self.correlation_id,
+            response,
+        ) {
+            Ok(()) => Reply::Spliced(buf.into_parts()),
+            Err(error) => self.encoding_failed(&error),
+        }
+    }
+
+    fn encoding_failed(&self, error: &anyhow::Error) -> Reply {
+        tracing::error!(api = ?self.api_key, version = self.version, %error, "response did not encode");
+        Reply::Close(format!(
+            "response to {:?} v{} did not encode",
+            self.api_key, self.version
+        ))
     }
 
     /// Runs blocking work (file system, fsync) off the reactor and answers with its response.
@@ -120,13 +147,25 @@ pub fn encode_frame<R: Encodable>(
     response: &R,
 ) -> anyhow::Result<Bytes> {
     let mut frame = BytesMut::with_capacity(256);
-    frame.put_i32(0);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header.encode(&mut frame, api_key.response_header_version(version))?;
-    response.encode(&mut frame, version)?;
-    let size = (frame.len() - 4) as i32;
-    frame[0..4].copy_from_slice(&size.to_be_bytes());
+    encode_frame_into(&mut frame, api_key, version, correlation_id, response)?;
     Ok(frame.freeze())
+}
+
+/// Writes the size prefix, the response header and the body into `buf`.
+fn encode_frame_into<B: ByteBufMut, R: Encodable>(
+    buf: &mut B,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &R,
+) -> anyhow::Result<()> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = api_key.response_header_version(version);
+    let size = header.compute_size(header_version)? + response.compute_size(version)?;
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(buf, header_version)?;
+    response.encode(buf, version)?;
+    Ok(())
 }
 
 /// Routes a parsed request to its handler.
