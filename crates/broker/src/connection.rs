@@ -6,15 +6,21 @@
 //!
 //! Each reply travels with its API key and the time its frame was parsed, so that the writer
 //! can record the request's latency once the response is written.
+//!
+//! The writer does not copy responses into a buffer: it keeps the frames (and a fetch's
+//! record sets, see [`crate::splice`]) and sends what has been answered with one vectored write
+//! once no further reply is queued, or sooner if a deferred reply is still waiting.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use cauce_protocol::frame::{check_request_size, SIZE_PREFIX_BYTES};
 use cauce_protocol::request::Request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -25,6 +31,10 @@ use crate::shutdown::Shutdown;
 use crate::Broker;
 
 const SOCKET_BUFFER_BYTES: usize = 64 * 1024;
+/// Answered bytes at which the writer sends even though more replies are queued.
+const OUTPUT_FLUSH_BYTES: usize = 1024 * 1024;
+/// Slices per vectored write, below the kernel's limit (`IOV_MAX`, 1024 on Linux).
+const MAX_WRITE_SLICES: usize = 512;
 
 /// A reply on its way to the writer.
 struct Outgoing {
@@ -121,42 +131,39 @@ async fn read_frame(
 
 async fn write_replies(
     broker: Arc<Broker>,
-    write_half: OwnedWriteHalf,
+    mut socket: OwnedWriteHalf,
     mut pending: mpsc::Receiver<Outgoing>,
     address: SocketAddr,
 ) {
-    let mut writer = BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write_half);
+    let mut out = Output::default();
     while let Some(outgoing) = pending.recv().await {
         let turn = Instant::now();
         let mut reply = outgoing.reply;
-        // A deferred reply may itself resolve to any reply kind.
-        while let Reply::Later(future) = reply {
-            reply = future.await;
-        }
-        let answered = Instant::now();
-        match reply {
-            Reply::Ready(frame) => {
-                if let Err(error) = writer.write_all(&frame).await {
-                    tracing::debug!(client = %address, %error, "write failed");
-                    return;
-                }
-            }
-            Reply::Spliced(parts) => {
-                // Parts at least as large as the buffer go straight to the socket, uncopied.
-                for part in parts {
-                    if let Err(error) = writer.write_all(&part).await {
+        // A deferred reply may itself resolve to any reply kind. If it is not ready yet, send
+        // what is already answered rather than hold it back behind the wait.
+        while let Reply::Later(mut future) = reply {
+            reply = match futures::poll!(future.as_mut()) {
+                Poll::Ready(reply) => reply,
+                Poll::Pending => {
+                    if let Err(error) = out.send(&mut socket).await {
                         tracing::debug!(client = %address, %error, "write failed");
                         return;
                     }
+                    future.await
                 }
-            }
+            };
+        }
+        let answered = Instant::now();
+        match reply {
+            Reply::Ready(frame) => out.push(frame),
+            Reply::Spliced(parts) => parts.into_iter().for_each(|part| out.push(part)),
             Reply::Nothing | Reply::Later(_) => {}
             Reply::Close(reason) => {
                 tracing::warn!(client = %address, %reason, "closing connection");
                 break;
             }
         }
-        // Answered (written to the buffer, or deliberately not at all).
+        // Answered (queued for the socket, or deliberately not at all).
         if let Some(api_key) = outgoing.api_key {
             let timing = RequestTiming {
                 total: outgoing.received.elapsed(),
@@ -165,10 +172,71 @@ async fn write_replies(
             };
             broker.metrics.record_request(api_key, timing);
         }
-        if pending.is_empty() && writer.flush().await.is_err() {
-            return;
+        if pending.is_empty() || out.is_full() {
+            if let Err(error) = out.send(&mut socket).await {
+                tracing::debug!(client = %address, %error, "write failed");
+                return;
+            }
         }
     }
-    let _ = writer.flush().await;
-    let _ = writer.shutdown().await;
+    let _ = out.send(&mut socket).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Responses waiting to be written, kept as the frames and parts the handlers made: one
+/// vectored write sends them all without copying them into a buffer first.
+#[derive(Default)]
+struct Output {
+    /// Frames and frame parts, in order.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`.
+    bytes: usize,
+}
+
+impl Output {
+    fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.bytes += part.len();
+            self.parts.push(part);
+        }
+    }
+
+    /// Whether enough is waiting that it should go out before more is added.
+    fn is_full(&self) -> bool {
+        self.bytes >= OUTPUT_FLUSH_BYTES || self.parts.len() >= MAX_WRITE_SLICES
+    }
+
+    /// Writes everything waiting.
+    async fn send(&mut self, socket: &mut OwnedWriteHalf) -> std::io::Result<()> {
+        let mut unsent = &self.parts[..];
+        let mut offset = 0; // bytes of `unsent[0]` already written
+        while let Some(first) = unsent.first() {
+            let mut slices: Vec<IoSlice<'_>> =
+                Vec::with_capacity(unsent.len().min(MAX_WRITE_SLICES));
+            slices.push(IoSlice::new(&first[offset..]));
+            slices.extend(
+                unsent[1..]
+                    .iter()
+                    .take(MAX_WRITE_SLICES - 1)
+                    .map(|part| IoSlice::new(part)),
+            );
+            let mut written = socket.write_vectored(&slices).await?;
+            if written == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            // Step over the parts written whole, then into the first one left.
+            written += offset;
+            while let Some(part) = unsent.first() {
+                if written < part.len() {
+                    break;
+                }
+                written -= part.len();
+                unsent = &unsent[1..];
+            }
+            offset = written;
+        }
+        self.parts.clear();
+        self.bytes = 0;
+        Ok(())
+    }
 }

@@ -43,6 +43,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(advertised) = &args.advertised_listener {
         config.set("advertised.listeners", advertised)?;
     }
+    keep_large_buffers_in_the_heap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -57,6 +58,27 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         server.run(stop_signal()).await?;
         Ok(())
     })
+}
+
+/// Requests and fetch reads allocate buffers of up to a few MiB and free them soon after. glibc
+/// serves such sizes with `mmap` and returns them with `munmap`, so every request paid page
+/// faults and page zeroing for its buffer: that doubled the broker's CPU per fetched record
+/// (BENCHMARKS.md). Serving them from the heap and keeping freed memory reuses the pages.
+fn keep_large_buffers_in_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const MMAP_THRESHOLD_BYTES: libc::c_int = 16 << 20;
+        const TRIM_THRESHOLD_BYTES: libc::c_int = 64 << 20;
+        // SAFETY: `mallopt` only changes allocator parameters; it is called before any other
+        // thread exists.
+        let applied = unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+        };
+        if !applied {
+            tracing::warn!("could not tune the allocator; large requests will be slower");
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
