@@ -13,7 +13,10 @@
 # Consume runs use --duration CONSUME_SECS, not --records: Tansu answers a JoinGroup only after
 # half the session timeout (librdkafka's default 45 s, so ~23 s), longer than the 15 s without
 # records after which `perf consume --records` gives up. The figures start at the first record
-# received, so group formation is left out for both brokers.
+# received, so group formation is left out for both brokers; their CPU figures cover the whole
+# run, idle fetch polling included (a few ms/s on either broker). CPU is counted in clock ticks
+# (10 ms), so small RECORDS give coarse CPU figures. Tansu's RSS holds all its data (memory
+# engine); Cauce's data is on disk under a temp dir, outside its RSS.
 #
 # Usage: scripts/bench-compare-tansu.sh        (uses target/release/cauce as built; no cargo)
 # Env:   ROUNDS=3  RECORDS=500000  RECORDS_100B=4*RECORDS  CONSUME_SECS=30+RECORDS/50000
