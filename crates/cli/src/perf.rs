@@ -31,9 +31,6 @@ mod produce;
 /// How long a run lasts when neither `--records` nor `--duration` says.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
-/// How long a consumer may see nothing before a run that waits for records gives up.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Bytes in the MB of the MB/s figures, as Kafka's own perf tools count them.
 const MEGABYTE: f64 = 1024.0 * 1024.0;
 
@@ -66,6 +63,10 @@ struct LimitArgs {
     /// Stop after this many seconds [default: 10, unless --records is given].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     duration: Option<u64>,
+    /// Give up after this many seconds without receiving a record (consume, end-to-end).
+    #[arg(long, value_name = "SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
 }
 
 /// The stop condition of one run, fixed when it starts.
@@ -75,6 +76,8 @@ struct Limit {
     records: Option<u64>,
     /// When to stop sending or reading.
     deadline: Option<Instant>,
+    /// How long to wait for a record before giving up.
+    idle_timeout: Duration,
 }
 
 impl Limit {
@@ -87,6 +90,7 @@ impl Limit {
         Limit {
             records: args.records,
             deadline: duration.map(|duration| Instant::now() + duration),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
         }
     }
 

@@ -82,6 +82,30 @@ fn produced_records_are_all_delivered_and_consumed_back() {
         &["perf", "consume", "--topic", "load", "--duration", "6"],
     );
     assert_eq!(everything["records"], 20000, "{everything}");
+
+    // Asking for more than there is gives up after the idle timeout, saying how many came. The
+    // timeout counts from the start too, so it must cover the group's 3 s initial delay.
+    let started = Instant::now();
+    let short = cauce(
+        &brokers,
+        &[
+            "perf",
+            "consume",
+            "--topic",
+            "load",
+            "--records",
+            "20001",
+            "--idle-timeout",
+            "6",
+        ],
+    );
+    assert_eq!(short.status.code(), Some(1));
+    let stderr = String::from_utf8(short.stderr).expect("utf-8 stderr");
+    assert!(
+        stderr.contains("only 20000 of 20001 records") && stderr.contains("before 6 s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
-use super::{with_progress, Limit, LimitArgs, Meter, PerfSummary, Workload, IDLE_TIMEOUT};
+use super::{with_progress, Limit, LimitArgs, Meter, PerfSummary, Workload};
 use crate::admin::{Connection, ConnectionArgs};
 
 #[derive(clap::Args)]
@@ -77,20 +77,20 @@ pub fn run(connection_args: &ConnectionArgs, args: ConsumeArgs) -> anyhow::Resul
                 "only {} of {wanted} records arrived from topic '{}' before {} s without any{reason}",
                 summary.records,
                 args.topic,
-                IDLE_TIMEOUT.as_secs()
+                limit.idle_timeout.as_secs()
             );
         }
     }
     Ok(summary)
 }
 
-/// Polls until the run's limit, its deadline, or a quiet spell of [`IDLE_TIMEOUT`] when waiting
+/// Polls until the run's limit, its deadline, or a quiet spell of the idle timeout when waiting
 /// for a record count; any thread that stops stops the others.
 fn read(consumer: &BaseConsumer, meter: &Meter, limit: Limit, stop: &AtomicBool) {
     let mut last_record = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let idle = now.duration_since(last_record) >= IDLE_TIMEOUT;
+        let idle = now.duration_since(last_record) >= limit.idle_timeout;
         if limit.past_deadline(now) || (limit.records.is_some() && idle) {
             break;
         }

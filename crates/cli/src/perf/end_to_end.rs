@@ -20,7 +20,6 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use super::produce::{delivery_reason, wait_until, MESSAGE_TIMEOUT};
 use super::{
     ensure_topic, payload, with_progress, Limit, LimitArgs, Meter, PerfSummary, Schedule, Workload,
-    IDLE_TIMEOUT,
 };
 use crate::admin::{ConnectionArgs, REQUEST_TIMEOUT};
 
@@ -127,6 +126,7 @@ pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Resu
                 &producer,
                 &meter,
                 &sent,
+                limit.idle_timeout,
                 [&producer_done, &sender_failed],
             );
             let sent = sender.join().expect("the producer thread does not panic");
@@ -189,6 +189,7 @@ fn receive(
     producer: &BaseProducer<FailureTally>,
     meter: &Meter,
     sent: &AtomicU64,
+    idle_timeout: Duration,
     [producer_done, sender_failed]: [&AtomicBool; 2],
 ) -> anyhow::Result<()> {
     let mut last_record = Instant::now();
@@ -203,7 +204,7 @@ fn receive(
         if done && meter.records.load(Ordering::Relaxed) >= expected {
             break;
         }
-        if last_record.elapsed() >= IDLE_TIMEOUT {
+        if last_record.elapsed() >= idle_timeout {
             let reason = meter
                 .first_failure()
                 .map_or(String::new(), |reason| format!(" (last error: {reason})"));
@@ -211,7 +212,7 @@ fn receive(
                 "only {} of {} records came back within {} s{reason}",
                 meter.records.load(Ordering::Relaxed),
                 sent.load(Ordering::Relaxed),
-                IDLE_TIMEOUT.as_secs()
+                idle_timeout.as_secs()
             );
         }
         match consumer.poll(Duration::from_millis(100)) {
