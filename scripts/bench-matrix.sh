@@ -56,6 +56,10 @@ for round in $(seq "$rounds"); do
             --topic "produce-$key-$round" --partitions "$partitions" --record-size "$size" \
             --records "$records" --acks "$acks" --producers "$producers")
         echo "$cpu" > "$results/$key.$round.cpu"
+        # Keep the disk from filling (and writeback from throttling later cells); one topic
+        # stays for the page-cache consume runs.
+        [[ $key == 1024-1-1-6 ]] || "$CAUCE" topic delete --brokers "$brokers" \
+            "produce-$key-$round" > /dev/null
     done
 done
 field_median() { # KEY FIELD
@@ -103,6 +107,7 @@ fi
 e2e() { # RATE DURATION OUT
     "$CAUCE" perf end-to-end --brokers "$brokers" --topic "e2e-$1" --record-size 1024 \
         --rate "$1" --duration "$2" --json > "$3"
+    "$CAUCE" topic delete --brokers "$brokers" "e2e-$1" > /dev/null
 }
 e2e 0 10 "$results/e2e-max.json"
 max_rate=$(json_field "$results/e2e-max.json" '["records_per_second"]')
