@@ -49,7 +49,7 @@ pub struct TopicImage {
 }
 
 /// The whole cluster's metadata at one point of the log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
     /// The cluster id reported to clients.
     pub cluster_id: String,
@@ -87,6 +87,39 @@ impl MetadataImage {
             next.apply_one(record);
         }
         next
+    }
+
+    /// Records that rebuild this image when applied to an empty one, for snapshots.
+    ///
+    /// `records_applied` is not carried: it counts the log, not the state, so whoever restores a
+    /// snapshot sets it from the snapshot itself.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if !self.cluster_id.is_empty() {
+            records.push(MetadataRecord::Cluster {
+                cluster_id: self.cluster_id.clone(),
+            });
+        }
+        records.extend(
+            self.brokers
+                .values()
+                .map(|broker| MetadataRecord::RegisterBroker {
+                    broker_id: broker.broker_id,
+                    host: broker.host.clone(),
+                    port: broker.port,
+                    rack: broker.rack.clone(),
+                }),
+        );
+        records.push(MetadataRecord::ProducerIds {
+            next_producer_id: self.next_producer_id,
+        });
+        for topic in self.topics.values() {
+            push_topic_records(topic, &mut records);
+        }
+        for (broker, configs) in &self.broker_configs {
+            push_broker_config_records(broker, configs, &mut records);
+        }
+        records
     }
 
     fn apply_one(&mut self, record: &MetadataRecord) {
@@ -184,5 +217,158 @@ impl MetadataImage {
                 };
             }
         }
+    }
+}
+
+/// Appends the records that recreate one topic: the topic, its partitions in order, its configs.
+fn push_topic_records(topic: &TopicImage, records: &mut Vec<MetadataRecord>) {
+    records.push(MetadataRecord::Topic {
+        name: topic.name.clone(),
+        topic_id: topic.topic_id,
+    });
+    records.extend(
+        topic
+            .partitions
+            .iter()
+            .map(|partition| MetadataRecord::Partition {
+                topic_id: topic.topic_id,
+                partition: partition.partition,
+                replicas: partition.replicas.clone(),
+                isr: partition.isr.clone(),
+                leader: partition.leader,
+                leader_epoch: partition.leader_epoch,
+            }),
+    );
+    records.extend(
+        topic
+            .configs
+            .iter()
+            .map(|(name, value)| MetadataRecord::Config {
+                resource: ConfigResource::Topic(topic.name.clone()),
+                name: name.clone(),
+                value: Some(value.clone()),
+            }),
+    );
+}
+
+/// Appends the records that recreate one broker's dynamic configuration.
+fn push_broker_config_records(
+    broker: &str,
+    configs: &BTreeMap<String, String>,
+    records: &mut Vec<MetadataRecord>,
+) {
+    let resource = ConfigResource::Broker(broker.to_string());
+    if configs.is_empty() {
+        // Removing a key leaves an empty map behind; removing an absent key recreates it, so
+        // the rebuilt image is identical rather than merely equivalent.
+        records.push(MetadataRecord::Config {
+            resource,
+            name: String::new(),
+            value: None,
+        });
+        return;
+    }
+    records.extend(configs.iter().map(|(name, value)| MetadataRecord::Config {
+        resource: resource.clone(),
+        name: name.clone(),
+        value: Some(value.clone()),
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(broker_id: i32) -> MetadataRecord {
+        MetadataRecord::RegisterBroker {
+            broker_id,
+            host: format!("host-{broker_id}"),
+            port: 9092,
+            rack: (broker_id == 2).then(|| "rack-b".to_string()),
+        }
+    }
+
+    fn partition(topic_id: Uuid, partition: i32, leader: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+            leader,
+            leader_epoch: partition,
+        }
+    }
+
+    fn config(resource: ConfigResource, name: &str, value: Option<&str>) -> MetadataRecord {
+        MetadataRecord::Config {
+            resource,
+            name: name.to_string(),
+            value: value.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn applying_to_records_reproduces_the_image() {
+        let kept = Uuid::new_v4();
+        let removed = Uuid::new_v4();
+        let history = vec![
+            MetadataRecord::Cluster {
+                cluster_id: "cluster-a".into(),
+            },
+            broker(1),
+            broker(2),
+            MetadataRecord::Topic {
+                name: "kept".into(),
+                topic_id: kept,
+            },
+            partition(kept, 0, 1),
+            partition(kept, 1, 2),
+            partition(kept, 0, 2),
+            MetadataRecord::Topic {
+                name: "removed".into(),
+                topic_id: removed,
+            },
+            partition(removed, 0, 1),
+            config(
+                ConfigResource::Topic("kept".into()),
+                "retention.ms",
+                Some("1000"),
+            ),
+            config(
+                ConfigResource::Topic("kept".into()),
+                "segment.bytes",
+                Some("2048"),
+            ),
+            config(ConfigResource::Topic("kept".into()), "segment.bytes", None),
+            MetadataRecord::RemoveTopic { topic_id: removed },
+            MetadataRecord::ProducerIds {
+                next_producer_id: 2000,
+            },
+            config(
+                ConfigResource::Broker(String::new()),
+                "log.retention.ms",
+                Some("5"),
+            ),
+            config(ConfigResource::Broker("1".into()), "x", Some("1")),
+            config(ConfigResource::Broker("1".into()), "x", None),
+        ];
+        let image = MetadataImage::default().apply(&history);
+
+        let mut rebuilt = MetadataImage::default().apply(&image.to_records());
+        rebuilt.records_applied = image.records_applied;
+
+        assert_eq!(rebuilt, image);
+        assert_eq!(rebuilt.topic("kept").unwrap().partitions[0].leader, 2);
+        assert!(rebuilt.topic("removed").is_none());
+        assert!(rebuilt.broker_configs["1"].is_empty());
+    }
+
+    #[test]
+    fn an_empty_image_has_no_topics_or_brokers_in_its_records() {
+        let records = MetadataImage::default().to_records();
+        let rebuilt = MetadataImage::default().apply(&records);
+        assert_eq!(rebuilt.topics.len(), 0);
+        assert_eq!(rebuilt.brokers.len(), 0);
+        assert_eq!(rebuilt.cluster_id, "");
     }
 }

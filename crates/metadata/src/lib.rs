@@ -6,12 +6,14 @@
 //! - [`store`]: the durable, checksummed file the records are appended to.
 //! - [`manager`]: decides what a request changes, writes the records, publishes the new image.
 //! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
+//! - [`quorum`]: the metadata log replicated across the controller voters with openraft.
 //!
 //! A single node runs as a cluster of one: node 1 is controller and broker, and every change
 //! goes through the log, so adding voters later replaces the store, not the callers.
 
 pub mod image;
 pub mod manager;
+pub mod quorum;
 pub mod record;
 pub mod store;
 pub mod topic_config;
