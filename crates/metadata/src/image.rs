@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{ConfigResource, MetadataRecord};
@@ -21,7 +22,7 @@ pub struct BrokerRegistration {
 }
 
 /// One partition's assignment and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     /// The partition index.
     pub partition: i32,
@@ -36,7 +37,7 @@ pub struct PartitionImage {
 }
 
 /// A topic with its partitions and configuration overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     /// The topic's name.
     pub name: String,
