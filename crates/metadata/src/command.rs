@@ -38,6 +38,8 @@ pub enum MetadataCommand {
     },
     /// Reserve a block of producer ids.
     AllocateProducerIds { count: i64 },
+    /// A broker is alive; a fenced one is unfenced and may lead again.
+    BrokerHeartbeat { broker_id: i32 },
     /// Register a broker at the address clients reach it at.
     RegisterBroker {
         broker_id: i32,

@@ -19,6 +19,8 @@ pub struct BrokerRegistration {
     pub port: i32,
     /// The rack, for rack-aware clients.
     pub rack: Option<String>,
+    /// Whether the active controller fenced it for missing heartbeats.
+    pub fenced: bool,
 }
 
 /// One partition's assignment and leadership.
@@ -69,6 +71,13 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// Whether a broker is registered and not fenced.
+    pub fn is_live(&self, broker_id: i32) -> bool {
+        self.brokers
+            .get(&broker_id)
+            .is_some_and(|broker| !broker.fenced)
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
@@ -105,8 +114,19 @@ impl MetadataImage {
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    fenced: false,
                 };
                 self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::FenceBroker { broker_id } => {
+                if let Some(broker) = self.brokers.get_mut(broker_id) {
+                    broker.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id } => {
+                if let Some(broker) = self.brokers.get_mut(broker_id) {
+                    broker.fenced = false;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 let topic = TopicImage {

@@ -3,10 +3,11 @@
 //! Every change is validated against the current image, appended durably to the store and only
 //! then applied, so the image never shows a change that a restart would lose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::command::{CommandOutcome, MetadataCommand};
-use crate::image::{MetadataImage, TopicImage};
+use crate::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::store::MetadataStore;
 use crate::topic_config::validate_topic_config;
@@ -110,6 +111,18 @@ pub struct MetadataManager {
     decisions: Mutex<()>,
     /// Where records are committed and the image is read.
     log: Arc<dyn RecordLog>,
+    /// When each broker last heartbeated, as seen by this node while it is the active
+    /// controller; forgotten when it stops being active.
+    heartbeats: Mutex<Liveness>,
+}
+
+/// Broker heartbeats as the active controller saw them.
+#[derive(Default)]
+struct Liveness {
+    /// Whether this node was the active controller at the last check.
+    active: bool,
+    /// Last heartbeat per broker; a broker not listed is given a full session from now.
+    last_seen: HashMap<i32, Instant>,
 }
 
 impl MetadataManager {
@@ -118,6 +131,7 @@ impl MetadataManager {
         MetadataManager {
             decisions: Mutex::new(()),
             log,
+            heartbeats: Mutex::new(Liveness::default()),
         }
     }
 
@@ -207,6 +221,26 @@ impl MetadataManager {
                 }];
                 Ok((records, CommandOutcome::ProducerIds(start..start + count)))
             }
+            MetadataCommand::BrokerHeartbeat { broker_id } => {
+                self.heartbeats
+                    .lock()
+                    .last_seen
+                    .insert(*broker_id, Instant::now());
+                let fenced = image
+                    .brokers
+                    .get(broker_id)
+                    .is_some_and(|broker| broker.fenced);
+                let records = if fenced {
+                    let mut records = vec![MetadataRecord::UnfenceBroker {
+                        broker_id: *broker_id,
+                    }];
+                    records.extend(elect_leaderless(&image.apply(&records)));
+                    records
+                } else {
+                    Vec::new()
+                };
+                Ok((records, CommandOutcome::Done))
+            }
             MetadataCommand::RegisterBroker {
                 broker_id,
                 host,
@@ -234,6 +268,52 @@ impl MetadataManager {
                 Ok((records, CommandOutcome::Done))
             }
         }
+    }
+
+    /// On the active controller, fences the brokers that have not heartbeated for
+    /// `session_timeout` and moves their leaderships; returns the brokers fenced.
+    pub fn fence_silent_brokers(
+        &self,
+        session_timeout: Duration,
+    ) -> Result<Vec<i32>, MetadataError> {
+        let active = self.log.is_active();
+        let silent: Vec<i32> = {
+            let mut liveness = self.heartbeats.lock();
+            if active != liveness.active {
+                // Heartbeats seen in an earlier term say nothing about now.
+                liveness.active = active;
+                liveness.last_seen.clear();
+            }
+            if !active {
+                return Ok(Vec::new());
+            }
+            let now = Instant::now();
+            self.image()
+                .brokers
+                .values()
+                .filter(|broker| !broker.fenced)
+                .filter(|broker| {
+                    let seen = *liveness.last_seen.entry(broker.broker_id).or_insert(now);
+                    now.duration_since(seen) >= session_timeout
+                })
+                .map(|broker| broker.broker_id)
+                .collect()
+        };
+        if silent.is_empty() {
+            return Ok(silent);
+        }
+        let _decisions = self.decisions.lock();
+        let mut image = (*self.image()).clone();
+        let mut records = Vec::new();
+        for &broker_id in &silent {
+            let mut fencing = vec![MetadataRecord::FenceBroker { broker_id }];
+            fencing.extend(move_leadership_away(&image, broker_id));
+            image = image.apply(&fencing);
+            records.extend(fencing);
+        }
+        self.log.commit(records)?;
+        tracing::warn!(brokers = ?silent, "brokers fenced: no heartbeat within the session timeout");
+        Ok(silent)
     }
 
     /// Creates a topic, or only checks that it could be created when `validate_only`.
@@ -323,12 +403,105 @@ fn log_change(command: &MetadataCommand) {
             resource, changes, ..
         } => tracing::info!(resource = ?resource, changes = changes.len(), "configs altered"),
         MetadataCommand::AllocateProducerIds { .. } => {}
+        MetadataCommand::BrokerHeartbeat { broker_id } => {
+            tracing::info!(broker = broker_id, "broker unfenced")
+        }
         MetadataCommand::RegisterBroker {
             broker_id,
             host,
             port,
             ..
         } => tracing::info!(broker = broker_id, %host, port, "broker registered"),
+    }
+}
+
+/// Partition changes for fencing `broker_id`: it leaves every ISR it is in, unless it is the
+/// last member (so that it can lead again when it returns, having everything committed), and
+/// each partition it led gets its first live in-sync replica as leader, or none.
+fn move_leadership_away(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for partition in &topic.partitions {
+            let in_isr = partition.isr.contains(&broker_id);
+            if partition.leader != broker_id && !in_isr {
+                continue;
+            }
+            let remaining: Vec<i32> = partition
+                .isr
+                .iter()
+                .copied()
+                .filter(|replica| *replica != broker_id)
+                .collect();
+            let isr = if remaining.is_empty() {
+                partition.isr.clone()
+            } else {
+                remaining
+            };
+            let (leader, leader_epoch) = if partition.leader == broker_id {
+                let next = isr
+                    .iter()
+                    .copied()
+                    .find(|replica| *replica != broker_id && image.is_live(*replica))
+                    .unwrap_or(-1);
+                (next, partition.leader_epoch + 1)
+            } else {
+                (partition.leader, partition.leader_epoch)
+            };
+            records.push(partition_change(
+                topic,
+                partition,
+                isr,
+                leader,
+                leader_epoch,
+            ));
+        }
+    }
+    records
+}
+
+/// Leaders for the partitions that have none but a live broker in their ISR.
+fn elect_leaderless(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for partition in topic
+            .partitions
+            .iter()
+            .filter(|partition| partition.leader < 0)
+        {
+            if let Some(leader) = partition
+                .isr
+                .iter()
+                .copied()
+                .find(|replica| image.is_live(*replica))
+            {
+                records.push(partition_change(
+                    topic,
+                    partition,
+                    partition.isr.clone(),
+                    leader,
+                    partition.leader_epoch + 1,
+                ));
+            }
+        }
+    }
+    records
+}
+
+/// A `Partition` record that keeps the replicas and sets ISR and leadership.
+fn partition_change(
+    topic: &TopicImage,
+    partition: &PartitionImage,
+    isr: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id: topic.topic_id,
+        partition: partition.partition,
+        replicas: partition.replicas.clone(),
+        isr,
+        leader,
+        leader_epoch,
     }
 }
 
@@ -670,6 +843,74 @@ mod tests {
             manager.create_topic(&request("a.b", 1), false),
             Err(MetadataError::TopicAlreadyExists(_))
         ));
+    }
+
+    fn register(manager: &MetadataManager, broker_id: i32) {
+        manager
+            .execute(MetadataCommand::RegisterBroker {
+                broker_id,
+                host: "127.0.0.1".into(),
+                port: 9000 + broker_id,
+                rack: None,
+            })
+            .unwrap();
+    }
+
+    fn heartbeat(manager: &MetadataManager, broker_id: i32) {
+        manager
+            .execute(MetadataCommand::BrokerHeartbeat { broker_id })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        register(&manager, 2);
+        register(&manager, 3);
+        let mut replicated = request("replicated", 3);
+        replicated.replication_factor = 3;
+        manager.create_topic(&replicated, false).unwrap();
+        manager.create_topic(&request("single", 3), false).unwrap();
+        let session = Duration::from_millis(50);
+        assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+        std::thread::sleep(session + Duration::from_millis(10));
+        heartbeat(&manager, 1);
+        heartbeat(&manager, 2);
+        assert_eq!(manager.fence_silent_brokers(session).unwrap(), vec![3]);
+
+        let image = manager.image();
+        assert!(!image.is_live(3));
+        for partition in &image.topic("replicated").unwrap().partitions {
+            assert!(!partition.isr.contains(&3), "{partition:?}");
+            assert_ne!(partition.leader, 3, "{partition:?}");
+            assert!(image.is_live(partition.leader), "{partition:?}");
+            let moved = partition.replicas[0] == 3;
+            assert_eq!(partition.leader_epoch, i32::from(moved), "{partition:?}");
+        }
+        // A partition whose only replica is fenced keeps it in the ISR and has no leader.
+        let orphan = image
+            .topic("single")
+            .unwrap()
+            .partitions
+            .iter()
+            .find(|partition| partition.replicas == [3])
+            .cloned()
+            .unwrap();
+        assert_eq!((orphan.leader, orphan.isr.clone()), (-1, vec![3]));
+
+        // Heartbeating again unfences it and gives it back the partition only it can lead.
+        heartbeat(&manager, 3);
+        let image = manager.image();
+        assert!(image.is_live(3));
+        let back = &image.topic("single").unwrap().partitions[orphan.partition as usize];
+        assert_eq!(
+            (back.leader, back.leader_epoch),
+            (3, orphan.leader_epoch + 1)
+        );
+        heartbeat(&manager, 1);
+        heartbeat(&manager, 2);
+        assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
     }
 
     #[test]
