@@ -50,6 +50,8 @@ pub trait RecordLog: Send + Sync {
     fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
     /// Whether this node is the active controller, the only one that decides changes.
     fn is_active(&self) -> bool;
+    /// The active controller's node id, if one is known; `None` for a local log.
+    fn active_controller(&self) -> Option<i32>;
     /// Appends records durably (committed by a majority of the quorum) and returns the image
     /// they lead to.
     fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError>;
@@ -88,6 +90,10 @@ impl RecordLog for LocalLog {
 
     fn is_active(&self) -> bool {
         true
+    }
+
+    fn active_controller(&self) -> Option<i32> {
+        None
     }
 
     fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
@@ -162,6 +168,11 @@ impl MetadataManager {
     /// anywhere).
     pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
         self.log.subscribe()
+    }
+
+    /// The active controller's node id, if known; `None` when the log is this node's own.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.log.active_controller()
     }
 
     /// Runs a command: decides and commits it on the active controller, or sends it there.
