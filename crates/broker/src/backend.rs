@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use cauce_log::{Log, LogConfig, TimestampType};
 use cauce_metadata::topic_config::effective_topic_configs;
-use cauce_metadata::{MetadataImage, TopicImage};
+use cauce_metadata::{MetadataImage, PartitionImage, TopicImage};
 use parking_lot::RwLock;
+
+use cauce_protocol::ResponseError;
 
 use crate::partition::Partition;
 use crate::BrokerError;
@@ -51,6 +53,30 @@ impl LogBackend {
             .cloned()
     }
 
+    /// A partition this broker leads. One it only holds a replica of, or one of a topic it
+    /// holds no replica of, is NOT_LEADER_OR_FOLLOWER: the client's metadata is out of date.
+    pub fn leader(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        index: i32,
+    ) -> Result<Arc<Partition>, ResponseError> {
+        match self.partition(topic, index) {
+            Some(partition) if partition.is_leader() => Ok(partition),
+            Some(_) => Err(ResponseError::NotLeaderOrFollower),
+            None => {
+                let exists = image
+                    .topic(topic)
+                    .is_some_and(|topic| index >= 0 && (index as usize) < topic.partitions.len());
+                Err(if exists {
+                    ResponseError::NotLeaderOrFollower
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                })
+            }
+        }
+    }
+
     /// Every hosted partition.
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
@@ -69,13 +95,14 @@ impl LogBackend {
     /// Opens logs for new partitions, closes and removes those of deleted topics, and applies
     /// configuration and leader-epoch changes. Also sweeps directories no topic owns.
     pub fn apply(&self, image: &MetadataImage) -> Result<(), BrokerError> {
-        let mut wanted: HashMap<(String, i32), (&Arc<TopicImage>, i32)> = HashMap::new();
+        let mut wanted: HashMap<(String, i32), (&Arc<TopicImage>, &PartitionImage)> =
+            HashMap::new();
         for topic in image.topics.values() {
             for partition in &topic.partitions {
                 if partition.replicas.contains(&self.node_id) {
                     wanted.insert(
                         (topic.name.clone(), partition.partition),
-                        (topic, partition.leader_epoch),
+                        (topic, partition),
                     );
                 }
             }
@@ -94,18 +121,25 @@ impl LogBackend {
                 self.remove_directory(&partition_dir_name(&key.0, key.1));
             }
         }
-        for (key, (topic, leader_epoch)) in wanted {
+        for (key, (topic, assignment)) in wanted {
             let config = self.log_config(topic);
+            let is_leader = assignment.leader == self.node_id;
             match partitions.get(&key) {
                 Some(partition) => {
                     partition.set_config(config);
-                    partition.set_leader_epoch(leader_epoch);
+                    partition.set_leadership(is_leader, assignment.leader_epoch);
                 }
                 None => {
                     let directory = self.data_dir.join(partition_dir_name(&key.0, key.1));
                     let log = Log::open(&directory, config)?;
-                    let partition =
-                        Partition::new(key.0.clone(), topic.topic_id, key.1, leader_epoch, log);
+                    let partition = Partition::new(
+                        key.0.clone(),
+                        topic.topic_id,
+                        key.1,
+                        assignment.leader_epoch,
+                        log,
+                    );
+                    partition.set_leadership(is_leader, assignment.leader_epoch);
                     partitions.insert(key, Arc::new(partition));
                 }
             }

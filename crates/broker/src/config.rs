@@ -66,6 +66,20 @@ pub struct BrokerConfig {
     pub logging_level: String,
     /// Broker-level defaults for topic configs (`log.retention.ms`, `message.max.bytes`, ...).
     pub topic_defaults: BTreeMap<String, String>,
+    /// The controller voters by node id, with their controller listener addresses
+    /// (`controller.quorum.voters`, `1@host:port,2@host:port`). Empty: a single node whose
+    /// metadata log is its own file.
+    pub quorum_voters: BTreeMap<i32, String>,
+    /// Address the controller listener binds: the `listeners` entry named by
+    /// `controller.listener.names`. Needed when this node is a voter of a multi-node quorum.
+    pub controller_listen: Option<SocketAddr>,
+    /// The listener name that marks the controller listener (`controller.listener.names`).
+    pub controller_listener_name: String,
+    /// How often a broker heartbeats to the active controller (`broker.heartbeat.interval.ms`).
+    pub broker_heartbeat_interval_ms: u64,
+    /// How long the controller waits for a heartbeat before fencing a broker
+    /// (`broker.session.timeout.ms`).
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -96,6 +110,11 @@ impl Default for BrokerConfig {
             metrics_listen: None,
             logging_level: "info".to_string(),
             topic_defaults: BTreeMap::new(),
+            quorum_voters: BTreeMap::new(),
+            controller_listen: None,
+            controller_listener_name: "CONTROLLER".to_string(),
+            broker_heartbeat_interval_ms: 2_000,
+            broker_session_timeout_ms: 9_000,
         }
     }
 }
@@ -233,15 +252,79 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::String,
         doc: "log filter when RUST_LOG is unset",
     },
+    BrokerKeyDef {
+        name: "controller.quorum.voters",
+        kind: ConfigKind::List,
+        doc: "controller voters as ID@HOST:PORT; empty for a single node",
+    },
+    BrokerKeyDef {
+        name: "controller.listener.names",
+        kind: ConfigKind::String,
+        doc: "name of the listeners entry the controller listens on",
+    },
+    BrokerKeyDef {
+        name: "broker.heartbeat.interval.ms",
+        kind: ConfigKind::Long,
+        doc: "how often a broker heartbeats to the active controller",
+    },
+    BrokerKeyDef {
+        name: "broker.session.timeout.ms",
+        kind: ConfigKind::Long,
+        doc: "how long without heartbeats before the controller fences a broker",
+    },
 ];
 
 impl BrokerConfig {
+    /// Sets `listeners`: the entry named by `controller.listener.names` is the controller
+    /// listener, the first other one the Kafka listener. A later `controller.listener.names`
+    /// does not re-split an earlier `listeners`; set the name first, or use the default.
+    fn set_listeners(&mut self, value: &str) -> Result<(), std::net::AddrParseError> {
+        let mut kafka = None;
+        for entry in value
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+        {
+            let name = entry.split_once("://").map(|(name, _)| name);
+            let address = parse_listener(entry)?;
+            if name == Some(self.controller_listener_name.as_str()) {
+                self.controller_listen = Some(address);
+            } else if kafka.is_none() {
+                kafka = Some(address);
+            }
+        }
+        if let Some(address) = kafka {
+            self.listen = address;
+        }
+        Ok(())
+    }
+
+    /// Whether this node runs with a replicated metadata quorum rather than a local log.
+    pub fn is_clustered(&self) -> bool {
+        !self.quorum_voters.is_empty()
+    }
+
     /// The current value of a key of [`BROKER_KEYS`], as text.
     pub fn broker_key_value(&self, key: &str) -> Option<String> {
         let (host, port) = self.advertised_address();
         Some(match key {
             "node.id" => self.node_id.to_string(),
-            "listeners" => format!("PLAINTEXT://{}", self.listen),
+            "listeners" => match self.controller_listen {
+                Some(controller) => format!(
+                    "PLAINTEXT://{},{}://{controller}",
+                    self.listen, self.controller_listener_name
+                ),
+                None => format!("PLAINTEXT://{}", self.listen),
+            },
+            "controller.quorum.voters" => self
+                .quorum_voters
+                .iter()
+                .map(|(id, address)| format!("{id}@{address}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            "controller.listener.names" => self.controller_listener_name.clone(),
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
             "log.dirs" => self.data_dir.display().to_string(),
             "auto.create.topics.enable" => self.auto_create_topics.to_string(),
@@ -304,7 +387,20 @@ impl BrokerConfig {
         };
         match key {
             "node.id" => self.node_id = value.parse().map_err(|_| bad("an integer"))?,
-            "listeners" => self.listen = parse_listener(value).map_err(|_| bad("HOST:PORT"))?,
+            "listeners" => self
+                .set_listeners(value)
+                .map_err(|_| bad("[NAME://]HOST:PORT,..."))?,
+            "controller.quorum.voters" => {
+                self.quorum_voters = parse_voters(value).map_err(|_| bad("ID@HOST:PORT,..."))?
+            }
+            "controller.listener.names" => self.controller_listener_name = value.trim().to_string(),
+            "broker.heartbeat.interval.ms" => {
+                self.broker_heartbeat_interval_ms =
+                    value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "broker.session.timeout.ms" => {
+                self.broker_session_timeout_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
             "advertised.listeners" => {
                 let address = strip_listener_name(value);
                 let (host, port) = address.rsplit_once(':').ok_or_else(|| bad("HOST:PORT"))?;
@@ -473,6 +569,26 @@ fn at_least<T: std::str::FromStr + PartialOrd + From<u16>>(value: &str, min: u16
 }
 
 /// Accepts `HOST:PORT` or Kafka's `NAME://HOST:PORT`.
+/// Parses `controller.quorum.voters`: `ID@HOST:PORT` entries separated by commas.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, ()> {
+    let mut voters = BTreeMap::new();
+    for entry in value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = entry.split_once('@').ok_or(())?;
+        let id: i32 = id.trim().parse().map_err(|_| ())?;
+        let (host, port) = address.trim().rsplit_once(':').ok_or(())?;
+        if host.is_empty() || port.parse::<u16>().is_err() || voters.contains_key(&id) {
+            return Err(());
+        }
+        voters.insert(id, address.trim().to_string());
+    }
+    Ok(voters)
+}
+
+/// Parses one listener address, `[NAME://]HOST:PORT`, with `localhost` as 127.0.0.1.
 pub fn parse_listener(value: &str) -> Result<SocketAddr, std::net::AddrParseError> {
     let address = strip_listener_name(value);
     let address = address
@@ -579,6 +695,41 @@ mod tests {
         let off = BrokerConfig::from_toml("metrics.listen = \"\"").unwrap();
         assert_eq!(off.metrics_listen, None);
         assert!(BrokerConfig::from_toml("metrics.listen = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn kraft_style_listeners_and_voters_parse() {
+        let config = BrokerConfig::from_toml(
+            "node.id = 2\nlisteners = \"PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193\"\n\
+             controller.quorum.voters = \"1@127.0.0.1:9093, 2@127.0.0.1:9193,3@localhost:9293\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9192".parse().unwrap());
+        assert_eq!(
+            config.controller_listen,
+            Some("127.0.0.1:9193".parse().unwrap())
+        );
+        assert!(config.is_clustered());
+        assert_eq!(
+            config.quorum_voters.get(&3).map(String::as_str),
+            Some("localhost:9293")
+        );
+        assert_eq!(
+            config.broker_key_value("controller.quorum.voters").unwrap(),
+            "1@127.0.0.1:9093,2@127.0.0.1:9193,3@localhost:9293"
+        );
+        assert!(!BrokerConfig::default().is_clustered());
+        for bad in [
+            "1@nowhere",
+            "x@127.0.0.1:1",
+            "1@127.0.0.1:1,1@127.0.0.1:2",
+            "1-127.0.0.1:1",
+        ] {
+            assert!(
+                BrokerConfig::from_toml(&format!("controller.quorum.voters = \"{bad}\"")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        MetadataError::NotController(_) => ResponseError::NotController,
         MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
     }
 }

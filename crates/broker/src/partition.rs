@@ -22,6 +22,8 @@ pub struct Partition {
     log: Mutex<Log>,
     /// The leader epoch from the metadata image, stamped on appended batches.
     leader_epoch: AtomicI32,
+    /// Whether this broker leads the partition (otherwise it only holds a replica).
+    is_leader: AtomicBool,
     /// The log end offset, published after each append so long-polling fetches wake up.
     end_offset: watch::Sender<i64>,
     /// The offset below which everything is fsynced, published after each group commit.
@@ -62,6 +64,7 @@ impl Partition {
             traffic: crate::metrics::PartitionTraffic::default(),
             log: Mutex::new(log),
             leader_epoch: AtomicI32::new(leader_epoch),
+            is_leader: AtomicBool::new(true),
             end_offset: watch::Sender::new(end_offset),
             flushed_offset: watch::Sender::new(end_offset),
             flush_running: AtomicBool::new(false),
@@ -75,9 +78,15 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// Adopts the leader epoch of a newer metadata image.
-    pub fn set_leader_epoch(&self, epoch: i32) {
+    /// Adopts the leadership of a newer metadata image: whether this broker leads, and the epoch.
+    pub fn set_leadership(&self, is_leader: bool, epoch: i32) {
         self.leader_epoch.store(epoch, Ordering::Release);
+        self.is_leader.store(is_leader, Ordering::Release);
+    }
+
+    /// Whether this broker leads the partition, so clients may produce to and fetch from it.
+    pub fn is_leader(&self) -> bool {
+        self.is_leader.load(Ordering::Acquire)
     }
 
     /// Appends a produce request's batches; they are in the page cache when this returns.

@@ -105,7 +105,11 @@ fn produced_records_are_all_delivered_and_consumed_back() {
         stderr.contains("only 20000 of 20001 records") && stderr.contains("before 6 s"),
         "{stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::record::{ConfigResource, MetadataRecord};
@@ -18,10 +19,12 @@ pub struct BrokerRegistration {
     pub port: i32,
     /// The rack, for rack-aware clients.
     pub rack: Option<String>,
+    /// Whether the active controller fenced it for missing heartbeats.
+    pub fenced: bool,
 }
 
 /// One partition's assignment and leadership.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     /// The partition index.
     pub partition: i32,
@@ -36,7 +39,7 @@ pub struct PartitionImage {
 }
 
 /// A topic with its partitions and configuration overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     /// The topic's name.
     pub name: String,
@@ -68,6 +71,13 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// Whether a broker is registered and not fenced.
+    pub fn is_live(&self, broker_id: i32) -> bool {
+        self.brokers
+            .get(&broker_id)
+            .is_some_and(|broker| !broker.fenced)
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
         self.topics.get(name)
@@ -137,8 +147,19 @@ impl MetadataImage {
                     host: host.clone(),
                     port: *port,
                     rack: rack.clone(),
+                    fenced: false,
                 };
                 self.brokers.insert(*broker_id, registration);
+            }
+            MetadataRecord::FenceBroker { broker_id } => {
+                if let Some(broker) = self.brokers.get_mut(broker_id) {
+                    broker.fenced = true;
+                }
+            }
+            MetadataRecord::UnfenceBroker { broker_id } => {
+                if let Some(broker) = self.brokers.get_mut(broker_id) {
+                    broker.fenced = false;
+                }
             }
             MetadataRecord::Topic { name, topic_id } => {
                 let topic = TopicImage {

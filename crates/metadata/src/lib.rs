@@ -5,12 +5,14 @@
 //! - [`image`]: the read-only view that applying those records produces.
 //! - [`store`]: the durable, checksummed file the records are appended to.
 //! - [`manager`]: decides what a request changes, writes the records, publishes the new image.
+//! - [`command`]: the changes brokers ask the active controller for, serialisable for forwarding.
 //! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
 //! - [`quorum`]: the metadata log replicated across the controller voters with openraft.
 //!
 //! A single node runs as a cluster of one: node 1 is controller and broker, and every change
 //! goes through the log, so adding voters later replaces the store, not the callers.
 
+pub mod command;
 pub mod image;
 pub mod manager;
 pub mod quorum;
@@ -51,4 +53,7 @@ pub enum MetadataError {
     /// A configuration key or value is not acceptable.
     #[error("{0}")]
     InvalidConfig(String),
+    /// No active controller could take the change (none elected, or it did not answer).
+    #[error("no active controller: {0}")]
+    NotController(String),
 }

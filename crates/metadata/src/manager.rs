@@ -3,14 +3,19 @@
 //! Every change is validated against the current image, appended durably to the store and only
 //! then applied, so the image never shows a change that a restart would lose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::image::{MetadataImage, TopicImage};
+use crate::command::{CommandOutcome, MetadataCommand};
+use crate::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::store::MetadataStore;
 use crate::topic_config::validate_topic_config;
@@ -20,7 +25,7 @@ use crate::MetadataError;
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 
 /// A topic to create, with defaults already resolved by the caller.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TopicRequest {
     /// The topic's name.
     pub name: String,
@@ -34,65 +39,292 @@ pub struct TopicRequest {
     pub configs: BTreeMap<String, String>,
 }
 
-/// The single writer of the metadata log.
-pub struct MetadataManager {
-    /// The durable log; the mutex also serialises decisions so each sees the latest image.
+/// Where the records the manager decides on are committed, and where the image comes from:
+/// the node's own file ([`LocalLog`]: a single node, and tests) or the controller quorum.
+///
+/// The calls block; brokers make them off the reactor threads.
+pub trait RecordLog: Send + Sync {
+    /// The image after every committed record applied here.
+    fn image(&self) -> Arc<MetadataImage>;
+    /// Watches the image.
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
+    /// Whether this node is the active controller, the only one that decides changes.
+    fn is_active(&self) -> bool;
+    /// The active controller's node id, if one is known; `None` for a local log.
+    fn active_controller(&self) -> Option<i32>;
+    /// Appends records durably (committed by a majority of the quorum) and returns the image
+    /// they lead to.
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError>;
+    /// Has the active controller execute `command`, and returns its outcome.
+    fn forward(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError>;
+}
+
+/// A metadata log of this node alone: one file, and this node is always the active controller.
+pub struct LocalLog {
+    /// The durable file; the mutex orders appends.
     store: Mutex<MetadataStore>,
-    /// The current image, swapped whole after each durable append.
-    image: RwLock<Arc<MetadataImage>>,
+    /// The current image, replaced whole after each durable append.
+    image: watch::Sender<Arc<MetadataImage>>,
+}
+
+impl LocalLog {
+    /// Opens the log in `dir` and replays it.
+    pub fn open(dir: &Path) -> Result<LocalLog, MetadataError> {
+        let (store, records) = MetadataStore::open(dir)?;
+        let image = MetadataImage::default().apply(&records);
+        Ok(LocalLog {
+            store: Mutex::new(store),
+            image: watch::Sender::new(Arc::new(image)),
+        })
+    }
+}
+
+impl RecordLog for LocalLog {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.image.subscribe()
+    }
+
+    fn is_active(&self) -> bool {
+        true
+    }
+
+    fn active_controller(&self) -> Option<i32> {
+        None
+    }
+
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
+        let mut store = self.store.lock();
+        store.append(&records)?;
+        let next = Arc::new(self.image().apply(&records));
+        self.image.send_replace(next.clone());
+        Ok(next)
+    }
+
+    fn forward(&self, _: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+        Err(MetadataError::NotController(
+            "a local metadata log is always its own controller".into(),
+        ))
+    }
+}
+
+/// Decides what each change means for the metadata and commits it through a [`RecordLog`].
+pub struct MetadataManager {
+    /// Serialises decisions, so that each is made against the image the previous one left.
+    decisions: Mutex<()>,
+    /// Where records are committed and the image is read.
+    log: Arc<dyn RecordLog>,
+    /// When each broker last heartbeated, as seen by this node while it is the active
+    /// controller; forgotten when it stops being active.
+    heartbeats: Mutex<Liveness>,
+}
+
+/// Broker heartbeats as the active controller saw them.
+#[derive(Default)]
+struct Liveness {
+    /// Whether this node was the active controller at the last check.
+    active: bool,
+    /// Last heartbeat per broker; a broker not listed is given a full session from now.
+    last_seen: HashMap<i32, Instant>,
 }
 
 impl MetadataManager {
-    /// Opens the metadata log in `dir`, replays it, and registers this node at its address.
+    /// A manager over `log`.
+    pub fn new(log: Arc<dyn RecordLog>) -> MetadataManager {
+        MetadataManager {
+            decisions: Mutex::new(()),
+            log,
+            heartbeats: Mutex::new(Liveness::default()),
+        }
+    }
+
+    /// Opens a single node's metadata log in `dir`, replays it, and registers this node at its
+    /// address.
     pub fn open(
         dir: &Path,
         node_id: i32,
         host: &str,
         port: i32,
     ) -> Result<MetadataManager, MetadataError> {
-        let (store, records) = MetadataStore::open(dir)?;
-        let image = MetadataImage::default().apply(&records);
-        let manager = MetadataManager {
-            store: Mutex::new(store),
-            image: RwLock::new(Arc::new(image)),
-        };
-        let mut bootstrap = Vec::new();
-        if manager.image().cluster_id.is_empty() {
-            bootstrap.push(MetadataRecord::Cluster {
-                cluster_id: new_cluster_id(),
-            });
-        }
-        let current = manager.image().brokers.get(&node_id).cloned();
-        let registered = current.is_some_and(|broker| broker.host == host && broker.port == port);
-        if !registered {
-            bootstrap.push(MetadataRecord::RegisterBroker {
-                broker_id: node_id,
-                host: host.to_string(),
-                port,
-                rack: None,
-            });
-        }
-        if !bootstrap.is_empty() {
-            let mut store = manager.store.lock();
-            manager.commit(&mut store, bootstrap)?;
-        }
+        let manager = MetadataManager::new(Arc::new(LocalLog::open(dir)?));
+        manager.execute(MetadataCommand::RegisterBroker {
+            broker_id: node_id,
+            host: host.to_string(),
+            port,
+            rack: None,
+        })?;
         Ok(manager)
     }
 
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().clone()
+        self.log.image()
     }
 
-    fn commit(
+    /// Watches the image, which changes as records are committed (here or, in a cluster,
+    /// anywhere).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.log.subscribe()
+    }
+
+    /// The active controller's node id, if known; `None` when the log is this node's own.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.log.active_controller()
+    }
+
+    /// Runs a command: decides and commits it on the active controller, or sends it there.
+    pub fn execute(&self, command: MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+        if !self.log.is_active() {
+            return self.log.forward(&command);
+        }
+        let _decisions = self.decisions.lock();
+        let (records, outcome) = self.decide(&self.image(), &command)?;
+        if !records.is_empty() {
+            self.log.commit(records)?;
+            log_change(&command);
+        }
+        Ok(outcome)
+    }
+
+    /// What `command` changes, as records, and what to answer; no records when nothing changes
+    /// (validation only, or already so).
+    fn decide(
         &self,
-        store: &mut MetadataStore,
-        records: Vec<MetadataRecord>,
-    ) -> Result<Arc<MetadataImage>, MetadataError> {
-        store.append(&records)?;
-        let next = Arc::new(self.image().apply(&records));
-        *self.image.write() = next.clone();
-        Ok(next)
+        image: &MetadataImage,
+        command: &MetadataCommand,
+    ) -> Result<(Vec<MetadataRecord>, CommandOutcome), MetadataError> {
+        match command {
+            MetadataCommand::CreateTopic {
+                request,
+                validate_only,
+            } => decide_create_topic(image, request, *validate_only),
+            MetadataCommand::DeleteTopic { name } => {
+                let topic = image
+                    .topic(name)
+                    .ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?;
+                let records = vec![MetadataRecord::RemoveTopic {
+                    topic_id: topic.topic_id,
+                }];
+                Ok((records, CommandOutcome::Topic(TopicImage::clone(topic))))
+            }
+            MetadataCommand::CreatePartitions {
+                name,
+                new_total,
+                validate_only,
+            } => decide_create_partitions(image, name, *new_total, *validate_only),
+            MetadataCommand::AlterConfigs {
+                resource,
+                changes,
+                replace_all,
+                validate_only,
+            } => {
+                let records = decide_alter_configs(image, resource, changes, *replace_all)?;
+                let records = if *validate_only { Vec::new() } else { records };
+                Ok((records, CommandOutcome::Done))
+            }
+            MetadataCommand::AllocateProducerIds { count } => {
+                let start = image.next_producer_id;
+                let records = vec![MetadataRecord::ProducerIds {
+                    next_producer_id: start + count,
+                }];
+                Ok((records, CommandOutcome::ProducerIds(start..start + count)))
+            }
+            MetadataCommand::BrokerHeartbeat { broker_id } => {
+                self.heartbeats
+                    .lock()
+                    .last_seen
+                    .insert(*broker_id, Instant::now());
+                let fenced = image
+                    .brokers
+                    .get(broker_id)
+                    .is_some_and(|broker| broker.fenced);
+                let records = if fenced {
+                    let mut records = vec![MetadataRecord::UnfenceBroker {
+                        broker_id: *broker_id,
+                    }];
+                    records.extend(elect_leaderless(&image.apply(&records)));
+                    records
+                } else {
+                    Vec::new()
+                };
+                Ok((records, CommandOutcome::Done))
+            }
+            MetadataCommand::RegisterBroker {
+                broker_id,
+                host,
+                port,
+                rack,
+            } => {
+                let mut records = Vec::new();
+                if image.cluster_id.is_empty() {
+                    records.push(MetadataRecord::Cluster {
+                        cluster_id: new_cluster_id(),
+                    });
+                }
+                let current = image.brokers.get(broker_id);
+                let registered = current.is_some_and(|broker| {
+                    broker.host == *host && broker.port == *port && broker.rack == *rack
+                });
+                if !registered {
+                    records.push(MetadataRecord::RegisterBroker {
+                        broker_id: *broker_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                    });
+                }
+                Ok((records, CommandOutcome::Done))
+            }
+        }
+    }
+
+    /// On the active controller, fences the brokers that have not heartbeated for
+    /// `session_timeout` and moves their leaderships; returns the brokers fenced.
+    pub fn fence_silent_brokers(
+        &self,
+        session_timeout: Duration,
+    ) -> Result<Vec<i32>, MetadataError> {
+        let active = self.log.is_active();
+        let silent: Vec<i32> = {
+            let mut liveness = self.heartbeats.lock();
+            if active != liveness.active {
+                // Heartbeats seen in an earlier term say nothing about now.
+                liveness.active = active;
+                liveness.last_seen.clear();
+            }
+            if !active {
+                return Ok(Vec::new());
+            }
+            let now = Instant::now();
+            self.image()
+                .brokers
+                .values()
+                .filter(|broker| !broker.fenced)
+                .filter(|broker| {
+                    let seen = *liveness.last_seen.entry(broker.broker_id).or_insert(now);
+                    now.duration_since(seen) >= session_timeout
+                })
+                .map(|broker| broker.broker_id)
+                .collect()
+        };
+        if silent.is_empty() {
+            return Ok(silent);
+        }
+        let _decisions = self.decisions.lock();
+        let mut image = (*self.image()).clone();
+        let mut records = Vec::new();
+        for &broker_id in &silent {
+            let mut fencing = vec![MetadataRecord::FenceBroker { broker_id }];
+            fencing.extend(move_leadership_away(&image, broker_id));
+            image = image.apply(&fencing);
+            records.extend(fencing);
+        }
+        self.log.commit(records)?;
+        tracing::warn!(brokers = ?silent, "brokers fenced: no heartbeat within the session timeout");
+        Ok(silent)
     }
 
     /// Creates a topic, or only checks that it could be created when `validate_only`.
@@ -100,131 +332,32 @@ impl MetadataManager {
         &self,
         request: &TopicRequest,
         validate_only: bool,
-    ) -> Result<Arc<TopicImage>, MetadataError> {
-        let mut store = self.store.lock();
-        let image = self.image();
-        validate_topic_name(&request.name)?;
-        if image.topic(&request.name).is_some() {
-            return Err(MetadataError::TopicAlreadyExists(request.name.clone()));
+    ) -> Result<TopicImage, MetadataError> {
+        match self.execute(MetadataCommand::CreateTopic {
+            request: request.clone(),
+            validate_only,
+        })? {
+            CommandOutcome::Topic(topic) => Ok(topic),
+            other => Err(unexpected(other)),
         }
-        if let Some(existing) = image
-            .topics
-            .keys()
-            .find(|existing| collides(existing, &request.name))
-        {
-            return Err(MetadataError::InvalidTopicName(format!(
-                "topic '{}' collides with existing topic '{existing}': '.' and '_' are interchangeable in metric names",
-                request.name
-            )));
-        }
-        for (name, value) in &request.configs {
-            validate_topic_config(name, value)?;
-        }
-        let assignments = self.assign_replicas(&image, request)?;
-        let topic_id = Uuid::new_v4();
-        let mut records = vec![MetadataRecord::Topic {
-            name: request.name.clone(),
-            topic_id,
-        }];
-        records.extend(partition_records(topic_id, 0, assignments));
-        records.extend(
-            request
-                .configs
-                .iter()
-                .map(|(name, value)| MetadataRecord::Config {
-                    resource: ConfigResource::Topic(request.name.clone()),
-                    name: name.clone(),
-                    value: Some(value.clone()),
-                }),
-        );
-        if validate_only {
-            let preview = image.apply(&records);
-            return Ok(preview
-                .topic(&request.name)
-                .cloned()
-                .expect("topic just applied"));
-        }
-        let next = self.commit(&mut store, records)?;
-        tracing::info!(topic = %request.name, partitions = request.num_partitions, "topic created");
-        Ok(next
-            .topic(&request.name)
-            .cloned()
-            .expect("topic just committed"))
-    }
-
-    fn assign_replicas(
-        &self,
-        image: &MetadataImage,
-        request: &TopicRequest,
-    ) -> Result<Vec<Vec<i32>>, MetadataError> {
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        if !request.assignments.is_empty() {
-            for replicas in &request.assignments {
-                if let Some(unknown) = replicas.iter().find(|broker| !brokers.contains(broker)) {
-                    return Err(MetadataError::InvalidReplicationFactor(format!(
-                        "replica assignment names broker {unknown}, which is not registered"
-                    )));
-                }
-            }
-            return Ok(request.assignments.clone());
-        }
-        if request.num_partitions < 1 {
-            return Err(MetadataError::InvalidPartitions(format!(
-                "number of partitions must be at least 1, found {}",
-                request.num_partitions
-            )));
-        }
-        if request.replication_factor < 1 {
-            return Err(MetadataError::InvalidReplicationFactor(format!(
-                "replication factor must be at least 1, found {}",
-                request.replication_factor
-            )));
-        }
-        if request.replication_factor as usize > brokers.len() {
-            return Err(MetadataError::InvalidReplicationFactor(format!(
-                "replication factor: {} larger than available brokers: {}",
-                request.replication_factor,
-                brokers.len()
-            )));
-        }
-        let replication = request.replication_factor as usize;
-        Ok((0..request.num_partitions as usize)
-            .map(|partition| {
-                (0..replication)
-                    .map(|copy| brokers[(partition + copy) % brokers.len()])
-                    .collect()
-            })
-            .collect())
     }
 
     /// Reserves `count` producer ids that no earlier reservation handed out, durably.
-    pub fn allocate_producer_ids(&self, count: i64) -> Result<std::ops::Range<i64>, MetadataError> {
-        let mut store = self.store.lock();
-        let start = self.image().next_producer_id;
-        self.commit(
-            &mut store,
-            vec![MetadataRecord::ProducerIds {
-                next_producer_id: start + count,
-            }],
-        )?;
-        Ok(start..start + count)
+    pub fn allocate_producer_ids(&self, count: i64) -> Result<Range<i64>, MetadataError> {
+        match self.execute(MetadataCommand::AllocateProducerIds { count })? {
+            CommandOutcome::ProducerIds(range) => Ok(range),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Deletes a topic by name.
-    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicImage>, MetadataError> {
-        let mut store = self.store.lock();
-        let image = self.image();
-        let Some(topic) = image.topic(name).cloned() else {
-            return Err(MetadataError::UnknownTopic(name.to_string()));
-        };
-        self.commit(
-            &mut store,
-            vec![MetadataRecord::RemoveTopic {
-                topic_id: topic.topic_id,
-            }],
-        )?;
-        tracing::info!(topic = %name, "topic deleted");
-        Ok(topic)
+    pub fn delete_topic(&self, name: &str) -> Result<TopicImage, MetadataError> {
+        match self.execute(MetadataCommand::DeleteTopic {
+            name: name.to_string(),
+        })? {
+            CommandOutcome::Topic(topic) => Ok(topic),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Grows a topic to `new_total` partitions.
@@ -234,38 +367,12 @@ impl MetadataManager {
         new_total: i32,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        let mut store = self.store.lock();
-        let image = self.image();
-        let Some(topic) = image.topic(name).cloned() else {
-            return Err(MetadataError::UnknownTopic(name.to_string()));
-        };
-        let current = topic.partitions.len() as i32;
-        if new_total <= current {
-            return Err(MetadataError::InvalidPartitions(format!(
-                "topic '{name}' has {current} partitions; the new count must be larger, found {new_total}"
-            )));
-        }
-        let replication = topic
-            .partitions
-            .first()
-            .map_or(1, |partition| partition.replicas.len());
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-        let assignments: Vec<Vec<i32>> = (current as usize..new_total as usize)
-            .map(|partition| {
-                (0..replication)
-                    .map(|copy| brokers[(partition + copy) % brokers.len()])
-                    .collect()
-            })
-            .collect();
-        if validate_only {
-            return Ok(());
-        }
-        self.commit(
-            &mut store,
-            partition_records(topic.topic_id, current, assignments).collect(),
-        )?;
-        tracing::info!(topic = %name, partitions = new_total, "partitions added");
-        Ok(())
+        self.execute(MetadataCommand::CreatePartitions {
+            name: name.to_string(),
+            new_total,
+            validate_only,
+        })
+        .map(drop)
     }
 
     /// Changes configuration keys of a topic or broker: `Some` sets, `None` removes.
@@ -278,61 +385,320 @@ impl MetadataManager {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<(), MetadataError> {
-        let mut store = self.store.lock();
-        let image = self.image();
-        let current = match &resource {
-            ConfigResource::Topic(name) => match image.topic(name) {
-                Some(topic) => topic.configs.clone(),
-                None => return Err(MetadataError::UnknownTopic(name.clone())),
-            },
-            ConfigResource::Broker(broker) => image
-                .broker_configs
-                .get(broker)
-                .cloned()
-                .unwrap_or_default(),
-        };
-        if let ConfigResource::Topic(_) = resource {
-            for (name, value) in changes {
-                match value {
-                    Some(value) => validate_topic_config(name, value)?,
-                    None => validate_topic_config(
-                        name,
-                        crate::topic_config::topic_config_def(name).map_or("", |def| def.default),
-                    )?,
-                }
-            }
-        } else if let Some((name, _)) = changes.first() {
-            return Err(MetadataError::InvalidConfig(format!(
-                "broker config '{name}' cannot be changed while the broker runs; set it in the config file"
-            )));
+        self.execute(MetadataCommand::AlterConfigs {
+            resource,
+            changes: changes.to_vec(),
+            replace_all,
+            validate_only,
+        })
+        .map(drop)
+    }
+}
+
+/// An outcome of the wrong kind: only a remote controller of another version could send one.
+fn unexpected(outcome: CommandOutcome) -> MetadataError {
+    MetadataError::NotController(format!("the controller answered {outcome:?}"))
+}
+
+/// One info line per committed change.
+fn log_change(command: &MetadataCommand) {
+    match command {
+        MetadataCommand::CreateTopic { request, .. } => {
+            tracing::info!(topic = %request.name, partitions = request.num_partitions, "topic created")
         }
-        let mut records: Vec<MetadataRecord> = Vec::new();
-        if replace_all {
-            for name in current
-                .keys()
-                .filter(|name| !changes.iter().any(|(changed, _)| changed == *name))
+        MetadataCommand::DeleteTopic { name } => tracing::info!(topic = %name, "topic deleted"),
+        MetadataCommand::CreatePartitions {
+            name, new_total, ..
+        } => tracing::info!(topic = %name, partitions = new_total, "partitions added"),
+        MetadataCommand::AlterConfigs {
+            resource, changes, ..
+        } => tracing::info!(resource = ?resource, changes = changes.len(), "configs altered"),
+        MetadataCommand::AllocateProducerIds { .. } => {}
+        MetadataCommand::BrokerHeartbeat { broker_id } => {
+            tracing::info!(broker = broker_id, "broker unfenced")
+        }
+        MetadataCommand::RegisterBroker {
+            broker_id,
+            host,
+            port,
+            ..
+        } => tracing::info!(broker = broker_id, %host, port, "broker registered"),
+    }
+}
+
+/// Partition changes for fencing `broker_id`: it leaves every ISR it is in, unless it is the
+/// last member (so that it can lead again when it returns, having everything committed), and
+/// each partition it led gets its first live in-sync replica as leader, or none.
+fn move_leadership_away(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for partition in &topic.partitions {
+            let in_isr = partition.isr.contains(&broker_id);
+            if partition.leader != broker_id && !in_isr {
+                continue;
+            }
+            let remaining: Vec<i32> = partition
+                .isr
+                .iter()
+                .copied()
+                .filter(|replica| *replica != broker_id)
+                .collect();
+            let isr = if remaining.is_empty() {
+                partition.isr.clone()
+            } else {
+                remaining
+            };
+            let (leader, leader_epoch) = if partition.leader == broker_id {
+                let next = isr
+                    .iter()
+                    .copied()
+                    .find(|replica| *replica != broker_id && image.is_live(*replica))
+                    .unwrap_or(-1);
+                (next, partition.leader_epoch + 1)
+            } else {
+                (partition.leader, partition.leader_epoch)
+            };
+            records.push(partition_change(
+                topic,
+                partition,
+                isr,
+                leader,
+                leader_epoch,
+            ));
+        }
+    }
+    records
+}
+
+/// Leaders for the partitions that have none but a live broker in their ISR.
+fn elect_leaderless(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for partition in topic
+            .partitions
+            .iter()
+            .filter(|partition| partition.leader < 0)
+        {
+            if let Some(leader) = partition
+                .isr
+                .iter()
+                .copied()
+                .find(|replica| image.is_live(*replica))
             {
-                records.push(MetadataRecord::Config {
-                    resource: resource.clone(),
-                    name: name.clone(),
-                    value: None,
-                });
+                records.push(partition_change(
+                    topic,
+                    partition,
+                    partition.isr.clone(),
+                    leader,
+                    partition.leader_epoch + 1,
+                ));
             }
         }
+    }
+    records
+}
+
+/// A `Partition` record that keeps the replicas and sets ISR and leadership.
+fn partition_change(
+    topic: &TopicImage,
+    partition: &PartitionImage,
+    isr: Vec<i32>,
+    leader: i32,
+    leader_epoch: i32,
+) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id: topic.topic_id,
+        partition: partition.partition,
+        replicas: partition.replicas.clone(),
+        isr,
+        leader,
+        leader_epoch,
+    }
+}
+
+fn decide_create_topic(
+    image: &MetadataImage,
+    request: &TopicRequest,
+    validate_only: bool,
+) -> Result<(Vec<MetadataRecord>, CommandOutcome), MetadataError> {
+    validate_topic_name(&request.name)?;
+    if image.topic(&request.name).is_some() {
+        return Err(MetadataError::TopicAlreadyExists(request.name.clone()));
+    }
+    if let Some(existing) = image
+        .topics
+        .keys()
+        .find(|existing| collides(existing, &request.name))
+    {
+        return Err(MetadataError::InvalidTopicName(format!(
+            "topic '{}' collides with existing topic '{existing}': '.' and '_' are interchangeable in metric names",
+            request.name
+        )));
+    }
+    for (name, value) in &request.configs {
+        validate_topic_config(name, value)?;
+    }
+    let assignments = assign_replicas(image, request)?;
+    let topic_id = Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic {
+        name: request.name.clone(),
+        topic_id,
+    }];
+    records.extend(partition_records(topic_id, 0, assignments));
+    records.extend(
+        request
+            .configs
+            .iter()
+            .map(|(name, value)| MetadataRecord::Config {
+                resource: ConfigResource::Topic(request.name.clone()),
+                name: name.clone(),
+                value: Some(value.clone()),
+            }),
+    );
+    let preview = image.apply(&records);
+    let topic = preview
+        .topic(&request.name)
+        .map(|topic| TopicImage::clone(topic))
+        .expect("topic just applied");
+    let records = if validate_only { Vec::new() } else { records };
+    Ok((records, CommandOutcome::Topic(topic)))
+}
+
+fn assign_replicas(
+    image: &MetadataImage,
+    request: &TopicRequest,
+) -> Result<Vec<Vec<i32>>, MetadataError> {
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if !request.assignments.is_empty() {
+        for replicas in &request.assignments {
+            if let Some(unknown) = replicas.iter().find(|broker| !brokers.contains(broker)) {
+                return Err(MetadataError::InvalidReplicationFactor(format!(
+                    "replica assignment names broker {unknown}, which is not registered"
+                )));
+            }
+        }
+        return Ok(request.assignments.clone());
+    }
+    if request.num_partitions < 1 {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "number of partitions must be at least 1, found {}",
+            request.num_partitions
+        )));
+    }
+    if request.replication_factor < 1 {
+        return Err(MetadataError::InvalidReplicationFactor(format!(
+            "replication factor must be at least 1, found {}",
+            request.replication_factor
+        )));
+    }
+    if request.replication_factor as usize > brokers.len() {
+        return Err(MetadataError::InvalidReplicationFactor(format!(
+            "replication factor: {} larger than available brokers: {}",
+            request.replication_factor,
+            brokers.len()
+        )));
+    }
+    Ok(spread_replicas(
+        &brokers,
+        0..request.num_partitions as usize,
+        request.replication_factor as usize,
+    ))
+}
+
+/// Replica lists for `partitions`: partition p starts at broker p (mod the broker count) and
+/// takes the next ones, so leaders and copies spread evenly over the brokers.
+fn spread_replicas(brokers: &[i32], partitions: Range<usize>, replication: usize) -> Vec<Vec<i32>> {
+    partitions
+        .map(|partition| {
+            (0..replication)
+                .map(|copy| brokers[(partition + copy) % brokers.len()])
+                .collect()
+        })
+        .collect()
+}
+
+fn decide_create_partitions(
+    image: &MetadataImage,
+    name: &str,
+    new_total: i32,
+    validate_only: bool,
+) -> Result<(Vec<MetadataRecord>, CommandOutcome), MetadataError> {
+    let Some(topic) = image.topic(name) else {
+        return Err(MetadataError::UnknownTopic(name.to_string()));
+    };
+    let current = topic.partitions.len() as i32;
+    if new_total <= current {
+        return Err(MetadataError::InvalidPartitions(format!(
+            "topic '{name}' has {current} partitions; the new count must be larger, found {new_total}"
+        )));
+    }
+    let replication = topic
+        .partitions
+        .first()
+        .map_or(1, |partition| partition.replicas.len());
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let assignments = spread_replicas(&brokers, current as usize..new_total as usize, replication);
+    let records = if validate_only {
+        Vec::new()
+    } else {
+        partition_records(topic.topic_id, current, assignments).collect()
+    };
+    Ok((records, CommandOutcome::Done))
+}
+
+fn decide_alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    changes: &[(String, Option<String>)],
+    replace_all: bool,
+) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let current = match resource {
+        ConfigResource::Topic(name) => match image.topic(name) {
+            Some(topic) => topic.configs.clone(),
+            None => return Err(MetadataError::UnknownTopic(name.clone())),
+        },
+        ConfigResource::Broker(broker) => image
+            .broker_configs
+            .get(broker)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if let ConfigResource::Topic(_) = resource {
         for (name, value) in changes {
+            match value {
+                Some(value) => validate_topic_config(name, value)?,
+                None => validate_topic_config(
+                    name,
+                    crate::topic_config::topic_config_def(name).map_or("", |def| def.default),
+                )?,
+            }
+        }
+    } else if let Some((name, _)) = changes.first() {
+        return Err(MetadataError::InvalidConfig(format!(
+            "broker config '{name}' cannot be changed while the broker runs; set it in the config file"
+        )));
+    }
+    let mut records: Vec<MetadataRecord> = Vec::new();
+    if replace_all {
+        for name in current
+            .keys()
+            .filter(|name| !changes.iter().any(|(changed, _)| changed == *name))
+        {
             records.push(MetadataRecord::Config {
                 resource: resource.clone(),
                 name: name.clone(),
-                value: value.clone(),
+                value: None,
             });
         }
-        if validate_only || records.is_empty() {
-            return Ok(());
-        }
-        self.commit(&mut store, records)?;
-        tracing::info!(resource = ?resource, changes = changes.len(), "configs altered");
-        Ok(())
     }
+    for (name, value) in changes {
+        records.push(MetadataRecord::Config {
+            resource: resource.clone(),
+            name: name.clone(),
+            value: value.clone(),
+        });
+    }
+    Ok(records)
 }
 
 fn partition_records(
@@ -488,6 +854,74 @@ mod tests {
             manager.create_topic(&request("a.b", 1), false),
             Err(MetadataError::TopicAlreadyExists(_))
         ));
+    }
+
+    fn register(manager: &MetadataManager, broker_id: i32) {
+        manager
+            .execute(MetadataCommand::RegisterBroker {
+                broker_id,
+                host: "127.0.0.1".into(),
+                port: 9000 + broker_id,
+                rack: None,
+            })
+            .unwrap();
+    }
+
+    fn heartbeat(manager: &MetadataManager, broker_id: i32) {
+        manager
+            .execute(MetadataCommand::BrokerHeartbeat { broker_id })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        register(&manager, 2);
+        register(&manager, 3);
+        let mut replicated = request("replicated", 3);
+        replicated.replication_factor = 3;
+        manager.create_topic(&replicated, false).unwrap();
+        manager.create_topic(&request("single", 3), false).unwrap();
+        let session = Duration::from_millis(50);
+        assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+        std::thread::sleep(session + Duration::from_millis(10));
+        heartbeat(&manager, 1);
+        heartbeat(&manager, 2);
+        assert_eq!(manager.fence_silent_brokers(session).unwrap(), vec![3]);
+
+        let image = manager.image();
+        assert!(!image.is_live(3));
+        for partition in &image.topic("replicated").unwrap().partitions {
+            assert!(!partition.isr.contains(&3), "{partition:?}");
+            assert_ne!(partition.leader, 3, "{partition:?}");
+            assert!(image.is_live(partition.leader), "{partition:?}");
+            let moved = partition.replicas[0] == 3;
+            assert_eq!(partition.leader_epoch, i32::from(moved), "{partition:?}");
+        }
+        // A partition whose only replica is fenced keeps it in the ISR and has no leader.
+        let orphan = image
+            .topic("single")
+            .unwrap()
+            .partitions
+            .iter()
+            .find(|partition| partition.replicas == [3])
+            .cloned()
+            .unwrap();
+        assert_eq!((orphan.leader, orphan.isr.clone()), (-1, vec![3]));
+
+        // Heartbeating again unfences it and gives it back the partition only it can lead.
+        heartbeat(&manager, 3);
+        let image = manager.image();
+        assert!(image.is_live(3));
+        let back = &image.topic("single").unwrap().partitions[orphan.partition as usize];
+        assert_eq!(
+            (back.leader, back.leader_epoch),
+            (3, orphan.leader_epoch + 1)
+        );
+        heartbeat(&manager, 1);
+        heartbeat(&manager, 2);
+        assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum MetadataRecord {
         port: i32,
         rack: Option<String>,
     },
+    /// A broker stopped heartbeating: clients are no longer sent to it and it leads nothing.
+    FenceBroker { broker_id: i32 },
+    /// A fenced broker heartbeats again.
+    UnfenceBroker { broker_id: i32 },
     /// A topic comes into being; its partitions follow as `Partition` records.
     Topic { name: String, topic_id: Uuid },
     /// A partition's replica assignment and leadership.

@@ -48,14 +48,12 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
             FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
         return context.respond(&response);
     }
+    let image = context.broker.metadata.image();
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for topic in &request.topics {
         let (name, topic_id, missing) = if context.version >= TOPIC_ID_VERSION {
-            let name = context
-                .broker
-                .metadata
-                .image()
+            let name = image
                 .topic_by_id(&topic.topic_id)
                 .map(|image| image.name.clone());
             (name, topic.topic_id, ResponseError::UnknownTopicId)
@@ -72,10 +70,13 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
                 .with_topic_id(topic_id),
         );
         for partition in &topic.partitions {
-            let target = name
-                .as_ref()
-                .and_then(|name| context.broker.logs.partition(name, partition.partition))
-                .ok_or(missing);
+            let target = match &name {
+                Some(name) => context
+                    .broker
+                    .logs
+                    .leader(&image, name, partition.partition),
+                None => Err(missing),
+            };
             wanted.push(Wanted {
                 topic_slot: topics.len() - 1,
                 target,

@@ -49,21 +49,21 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
             image
                 .topics
                 .values()
-                .map(|topic| describe_topic(topic, request)),
+                .map(|topic| describe_topic(&image, topic, request)),
         );
     } else {
         for requested in request.topics.iter().flatten() {
             let Some(name) = &requested.name else {
                 let found = image.topic_by_id(&requested.topic_id).cloned();
                 topics.push(match found {
-                    Some(topic) => describe_topic(&topic, request),
+                    Some(topic) => describe_topic(&image, &topic, request),
                     None => error_topic(None, ResponseError::UnknownTopicId)
                         .with_topic_id(requested.topic_id),
                 });
                 continue;
             };
             if let Some(topic) = image.topic(name) {
-                topics.push(describe_topic(topic, request));
+                topics.push(describe_topic(&image, topic, request));
                 continue;
             }
             if validate_topic_name(name).is_err() {
@@ -84,7 +84,7 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
                 Ok(next) => {
                     image = next;
                     match image.topic(name) {
-                        Some(topic) => topics.push(describe_topic(topic, request)),
+                        Some(topic) => topics.push(describe_topic(&image, topic, request)),
                         None => {
                             topics.push(error_topic(Some(name), ResponseError::LeaderNotAvailable))
                         }
@@ -95,9 +95,11 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
         }
     }
     // A broker re-registers its advertised address at every start, so the image is current.
+    // Fenced brokers are left out, as Kafka does: clients should not connect to them.
     let brokers = image
         .brokers
         .values()
+        .filter(|registration| !registration.fenced)
         .map(|registration| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(registration.broker_id))
@@ -109,7 +111,12 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(text(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_controller_id(BrokerId(
+            broker
+                .metadata
+                .active_controller()
+                .unwrap_or(broker.config.node_id),
+        ))
         .with_topics(topics)
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
@@ -136,12 +143,30 @@ fn auto_create_topic(
     Ok(context.broker.metadata.image())
 }
 
-fn describe_topic(topic: &TopicImage, request: &MetadataRequest) -> MetadataResponseTopic {
+fn describe_topic(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    request: &MetadataRequest,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|partition| {
+            let error = if partition.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
+            let offline = partition
+                .replicas
+                .iter()
+                .copied()
+                .filter(|replica| !image.is_live(*replica))
+                .map(BrokerId)
+                .collect();
             MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_offline_replicas(offline)
                 .with_partition_index(partition.partition)
                 .with_leader_id(BrokerId(partition.leader))
                 .with_leader_epoch(partition.leader_epoch)

@@ -256,17 +256,14 @@ fn malformed(context: &Context, error: anyhow::Error) -> Reply {
     Reply::Close(format!("malformed {:?} request: {error}", context.api_key))
 }
 
-/// A hosted partition, after checking the client's idea of its leader epoch.
+/// A partition this broker leads, after checking the client's idea of its leader epoch.
 pub fn leader_partition(
     broker: &Broker,
     topic: &str,
     index: i32,
     current_leader_epoch: i32,
 ) -> Result<Arc<Partition>, ResponseError> {
-    let partition = broker
-        .logs
-        .partition(topic, index)
-        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let partition = broker.logs.leader(&broker.metadata.image(), topic, index)?;
     check_leader_epoch(&partition, current_leader_epoch)?;
     Ok(partition)
 }

@@ -56,9 +56,9 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                     format!("acks must be -1, 0 or 1, found {acks}"),
                 ))
             } else {
-                match context.broker.logs.partition(&topic.name, data.index) {
-                    None => Err((ResponseError::UnknownTopicOrPartition, String::new())),
-                    Some(partition) => {
+                match context.broker.logs.leader(&image, &topic.name, data.index) {
+                    Err(error) => Err((error, String::new())),
+                    Ok(partition) => {
                         let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
                         if compacted.contains(topic.name.as_str())
                             && has_record_without_key(&records)

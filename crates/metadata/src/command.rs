@@ -1,0 +1,151 @@
+//! Metadata commands: the changes a broker asks the active controller for.
+//!
+//! Only the active controller decides what a request changes, against the latest image, so a
+//! node that is not active sends it the command and waits for the outcome. Commands and
+//! outcomes are serialisable for that trip; [`WireError`] carries a [`MetadataError`] across.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::TopicImage;
+use crate::manager::TopicRequest;
+use crate::record::ConfigResource;
+use crate::MetadataError;
+
+/// A change to decide and commit on the active controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    /// Create a topic (or only check that it could be).
+    CreateTopic {
+        request: TopicRequest,
+        validate_only: bool,
+    },
+    /// Delete a topic by name.
+    DeleteTopic { name: String },
+    /// Grow a topic to `new_total` partitions.
+    CreatePartitions {
+        name: String,
+        new_total: i32,
+        validate_only: bool,
+    },
+    /// Set (`Some`) or remove (`None`) configuration keys.
+    AlterConfigs {
+        resource: ConfigResource,
+        changes: Vec<(String, Option<String>)>,
+        replace_all: bool,
+        validate_only: bool,
+    },
+    /// Reserve a block of producer ids.
+    AllocateProducerIds { count: i64 },
+    /// A broker is alive; a fenced one is unfenced and may lead again.
+    BrokerHeartbeat { broker_id: i32 },
+    /// Register a broker at the address clients reach it at.
+    RegisterBroker {
+        broker_id: i32,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+}
+
+/// What a command produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommandOutcome {
+    /// The topic as created (or as it would be, when only validated).
+    Topic(TopicImage),
+    /// A reserved range of producer ids.
+    ProducerIds(Range<i64>),
+    /// Done; nothing to report.
+    Done,
+}
+
+/// A [`MetadataError`] in a form that crosses the wire; the variant is kept, since brokers map
+/// it to a Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireError {
+    Io(String),
+    BadRecord { index: u64, reason: String },
+    TopicAlreadyExists(String),
+    UnknownTopic(String),
+    InvalidTopicName(String),
+    InvalidPartitions(String),
+    InvalidReplicationFactor(String),
+    InvalidConfig(String),
+    NotController(String),
+}
+
+impl From<&MetadataError> for WireError {
+    fn from(error: &MetadataError) -> WireError {
+        match error {
+            MetadataError::Io(error) => WireError::Io(error.to_string()),
+            MetadataError::BadRecord { index, reason } => WireError::BadRecord {
+                index: *index,
+                reason: reason.clone(),
+            },
+            MetadataError::TopicAlreadyExists(name) => WireError::TopicAlreadyExists(name.clone()),
+            MetadataError::UnknownTopic(name) => WireError::UnknownTopic(name.clone()),
+            MetadataError::InvalidTopicName(reason) => WireError::InvalidTopicName(reason.clone()),
+            MetadataError::InvalidPartitions(reason) => {
+                WireError::InvalidPartitions(reason.clone())
+            }
+            MetadataError::InvalidReplicationFactor(reason) => {
+                WireError::InvalidReplicationFactor(reason.clone())
+            }
+            MetadataError::InvalidConfig(reason) => WireError::InvalidConfig(reason.clone()),
+            MetadataError::NotController(reason) => WireError::NotController(reason.clone()),
+        }
+    }
+}
+
+impl From<WireError> for MetadataError {
+    fn from(error: WireError) -> MetadataError {
+        match error {
+            WireError::Io(message) => MetadataError::Io(std::io::Error::other(message)),
+            WireError::BadRecord { index, reason } => MetadataError::BadRecord { index, reason },
+            WireError::TopicAlreadyExists(name) => MetadataError::TopicAlreadyExists(name),
+            WireError::UnknownTopic(name) => MetadataError::UnknownTopic(name),
+            WireError::InvalidTopicName(reason) => MetadataError::InvalidTopicName(reason),
+            WireError::InvalidPartitions(reason) => MetadataError::InvalidPartitions(reason),
+            WireError::InvalidReplicationFactor(reason) => {
+                MetadataError::InvalidReplicationFactor(reason)
+            }
+            WireError::InvalidConfig(reason) => MetadataError::InvalidConfig(reason),
+            WireError::NotController(reason) => MetadataError::NotController(reason),
+        }
+    }
+}
+
+/// A command's outcome as sent back to the node that forwarded it.
+pub type WireOutcome = Result<CommandOutcome, WireError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_errors_survive_the_trip() {
+        let command = MetadataCommand::AlterConfigs {
+            resource: ConfigResource::Topic("orders".into()),
+            changes: vec![
+                ("retention.ms".into(), Some("10".into())),
+                ("x".into(), None),
+            ],
+            replace_all: false,
+            validate_only: true,
+        };
+        let bytes = serde_json::to_vec(&command).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<MetadataCommand>(&bytes).unwrap(),
+            command
+        );
+        let error = MetadataError::InvalidReplicationFactor("too many".into());
+        let wire: WireOutcome = Err(WireError::from(&error));
+        let back: WireOutcome =
+            serde_json::from_slice(&serde_json::to_vec(&wire).unwrap()).unwrap();
+        assert!(matches!(
+            back.map_err(MetadataError::from),
+            Err(MetadataError::InvalidReplicationFactor(reason)) if reason == "too many"
+        ));
+    }
+}
