@@ -13,6 +13,7 @@
 //! - [`shutdown`]: the signal that stops listeners and connections.
 
 pub mod backend;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod errors;
@@ -62,6 +63,8 @@ pub struct Broker {
     pub groups: group::GroupCoordinator,
     /// Request counters and the connection gauge, for `/metrics`.
     pub metrics: metrics::BrokerMetrics,
+    /// This node's member of the controller quorum; `None` for a single node.
+    pub quorum: Option<cauce_metadata::quorum::Quorum>,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
 }
@@ -75,6 +78,7 @@ impl Broker {
         config: BrokerConfig,
         metadata: MetadataManager,
         logs: backend::LogBackend,
+        quorum: Option<cauce_metadata::quorum::Quorum>,
     ) -> Arc<Broker> {
         let settings = group::coordinator::CoordinatorSettings {
             limits: group::state::GroupLimits {
@@ -98,6 +102,7 @@ impl Broker {
             logs,
             groups,
             metrics: metrics::BrokerMetrics::default(),
+            quorum,
             producer_ids: Mutex::new(0..0),
         })
     }

@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cauce_metadata::quorum::{Quorum, QuorumConfig};
 use cauce_metadata::MetadataManager;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::backend::{LogBackend, METADATA_DIR_NAME};
+use crate::cluster::QuorumLog;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::{now_ms, Broker, BrokerConfig, BrokerError};
 
@@ -28,6 +30,8 @@ pub struct Server {
     listener: TcpListener,
     /// The bound `/metrics` listener, if `metrics.listen` is set.
     metrics_listener: Option<TcpListener>,
+    /// This node's member of the controller quorum, when it runs in a cluster.
+    quorum: Option<Quorum>,
     /// Stops connections and background tasks.
     trigger: ShutdownTrigger,
     /// Handed to every connection.
@@ -55,19 +59,29 @@ impl Server {
             }
             None => None,
         };
-        let (host, port) = config.advertised_address();
-        let metadata = MetadataManager::open(
-            &config.data_dir.join(METADATA_DIR_NAME),
-            config.node_id,
-            &host,
-            port as i32,
-        )?;
+        let (metadata, quorum) = if config.is_clustered() {
+            let quorum = start_quorum(&mut config).await?;
+            let log = QuorumLog::new(quorum.clone(), config.node_id);
+            (MetadataManager::new(Arc::new(log)), Some(quorum))
+        } else {
+            let (host, port) = config.advertised_address();
+            let metadata = MetadataManager::open(
+                &config.data_dir.join(METADATA_DIR_NAME),
+                config.node_id,
+                &host,
+                port as i32,
+            )?;
+            (metadata, None)
+        };
         let logs = LogBackend::new(
             &config.data_dir,
             config.node_id,
             config.topic_defaults.clone(),
         );
-        let broker = Broker::new(config, metadata, logs);
+        let broker = Broker::new(config, metadata, logs, quorum.clone());
+        if let Some(quorum) = &quorum {
+            crate::cluster::install_controller_handler(&broker, quorum);
+        }
         let opener = broker.clone();
         tokio::task::spawn_blocking(move || {
             opener.sync_logs()?;
@@ -80,6 +94,7 @@ impl Server {
             broker,
             listener,
             metrics_listener,
+            quorum,
             trigger,
             shutdown,
         })
@@ -107,10 +122,17 @@ impl Server {
             broker,
             listener,
             metrics_listener,
+            quorum,
             trigger,
             shutdown,
         } = self;
         let background = tokio::spawn(background_tasks(broker.clone(), shutdown.clone()));
+        let membership = quorum.as_ref().map(|_| {
+            tokio::spawn(crate::cluster::run_membership(
+                broker.clone(),
+                shutdown.clone(),
+            ))
+        });
         let cleaner = tokio::spawn(log_cleaner(broker.clone(), shutdown.clone()));
         let metrics = metrics_listener.map(|metrics_listener| {
             tokio::spawn(crate::metrics::serve(
@@ -152,6 +174,12 @@ impl Server {
         }
         let _ = background.await;
         let _ = cleaner.await;
+        if let Some(membership) = membership {
+            let _ = membership.await;
+        }
+        if let Some(quorum) = quorum {
+            quorum.shutdown().await;
+        }
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
@@ -161,6 +189,37 @@ impl Server {
         tracing::info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// Starts this node's member of the controller quorum, serving it on the controller listener
+/// when the node is a voter.
+async fn start_quorum(config: &mut BrokerConfig) -> Result<Quorum, BrokerError> {
+    let voters = config
+        .quorum_voters
+        .iter()
+        .map(|(id, address)| (*id as u64, address.clone()))
+        .collect();
+    let dir = config.data_dir.join(METADATA_DIR_NAME).join("raft");
+    let quorum_config = QuorumConfig::new(config.node_id as u64, voters, dir);
+    let quorum = Quorum::start(quorum_config)
+        .await
+        .map_err(|error| BrokerError::Config(format!("controller quorum: {error}")))?;
+    if config.quorum_voters.contains_key(&config.node_id) {
+        let Some(address) = config.controller_listen else {
+            return Err(BrokerError::Config(format!(
+                "node {} is a voter in controller.quorum.voters, but listeners has no {} entry",
+                config.node_id, config.controller_listener_name
+            )));
+        };
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            BrokerError::Config(format!(
+                "cannot listen on controller listener {address}: {error}"
+            ))
+        })?;
+        config.controller_listen = Some(listener.local_addr()?);
+        quorum.serve(listener);
+    }
+    Ok(quorum)
 }
 
 /// Retention and time-based flushing, until shutdown.

@@ -26,6 +26,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub mod cli;
 pub mod clients;
+pub mod cluster;
 pub mod group_members;
 pub mod group_protocol;
 pub mod raw;

@@ -120,6 +120,14 @@ impl MetadataImage {
                     rack: broker.rack.clone(),
                 }),
         );
+        records.extend(
+            self.brokers
+                .values()
+                .filter(|broker| broker.fenced)
+                .map(|broker| MetadataRecord::FenceBroker {
+                    broker_id: broker.broker_id,
+                }),
+        );
         records.push(MetadataRecord::ProducerIds {
             next_producer_id: self.next_producer_id,
         });
@@ -338,6 +346,7 @@ mod tests {
             },
             broker(1),
             broker(2),
+            MetadataRecord::FenceBroker { broker_id: 2 },
             MetadataRecord::Topic {
                 name: "kept".into(),
                 topic_id: kept,

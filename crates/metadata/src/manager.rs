@@ -170,6 +170,11 @@ impl MetadataManager {
         self.log.subscribe()
     }
 
+    /// Whether this node is the active controller.
+    pub fn is_active(&self) -> bool {
+        self.log.is_active()
+    }
+
     /// The active controller's node id, if known; `None` when the log is this node's own.
     pub fn active_controller(&self) -> Option<i32> {
         self.log.active_controller()
@@ -178,7 +183,11 @@ impl MetadataManager {
     /// Runs a command: decides and commits it on the active controller, or sends it there.
     pub fn execute(&self, command: MetadataCommand) -> Result<CommandOutcome, MetadataError> {
         if !self.log.is_active() {
-            return self.log.forward(&command);
+            match self.log.forward(&command) {
+                // Elected meanwhile: decide here.
+                Err(MetadataError::NotController(_)) if self.log.is_active() => {}
+                outcome => return outcome,
+            }
         }
         let _decisions = self.decisions.lock();
         let (records, outcome) = self.decide(&self.image(), &command)?;

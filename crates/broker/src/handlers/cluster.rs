@@ -1,16 +1,28 @@
-//! DescribeCluster: the brokers and the controller.
+//! DescribeCluster (the brokers and the controller) and DescribeQuorum (the controller quorum,
+//! KIP-595 and KIP-836).
 
+use cauce_metadata::quorum::{QuorumDescription, ReplicaDescription};
 use cauce_protocol::kafka::messages::describe_cluster_response::DescribeClusterBroker;
-use cauce_protocol::kafka::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use cauce_protocol::kafka::messages::describe_quorum_response::{
+    Listener, Node, PartitionData, ReplicaState, TopicData,
+};
+use cauce_protocol::kafka::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, TopicName,
+};
+use cauce_protocol::ResponseError;
 
 use super::{text, Context, Reply};
 
+/// The name Kafka gives the metadata log in DescribeQuorum.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
 pub fn describe_cluster(context: Context, _request: DescribeClusterRequest) -> Reply {
     let image = context.broker.metadata.image();
-    let config = &context.broker.config;
     let brokers = image
         .brokers
         .values()
+        .filter(|registration| !registration.fenced)
         .map(|registration| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(registration.broker_id))
@@ -19,10 +31,105 @@ pub fn describe_cluster(context: Context, _request: DescribeClusterRequest) -> R
                 .with_rack(registration.rack.clone().map(text))
         })
         .collect();
+    let controller = context
+        .broker
+        .metadata
+        .active_controller()
+        .unwrap_or(context.broker.config.node_id);
     let response = DescribeClusterResponse::default()
         .with_cluster_id(text(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_controller_id(BrokerId(controller))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);
     context.respond(&response)
+}
+
+/// Describes the quorum as this node knows it; exact when asked of the active controller. A
+/// single node is a quorum of one whose log is its own.
+pub fn describe_quorum(context: Context, request: DescribeQuorumRequest) -> Reply {
+    let asked_for_metadata_log = request.topics.iter().any(|topic| {
+        topic.topic_name.as_str() == METADATA_TOPIC
+            && topic
+                .partitions
+                .iter()
+                .any(|partition| partition.partition_index == 0)
+    });
+    if !asked_for_metadata_log {
+        let response = DescribeQuorumResponse::default()
+            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            .with_error_message(Some(text(format!(
+                "only {METADATA_TOPIC} partition 0 has a quorum"
+            ))));
+        return context.respond(&response);
+    }
+    Reply::Later(Box::pin(async move {
+        let description = match &context.broker.quorum {
+            Some(quorum) => quorum.describe().await,
+            None => single_node_quorum(&context),
+        };
+        let response = quorum_response(&description);
+        context.respond(&response)
+    }))
+}
+
+/// A single node: itself, the only voter, leading at epoch 1 with every record committed.
+fn single_node_quorum(context: &Context) -> QuorumDescription {
+    let node_id = context.broker.config.node_id as u64;
+    let applied = context.broker.metadata.image().records_applied;
+    let now = crate::now_ms() as u64;
+    QuorumDescription {
+        leader: Some(node_id),
+        leader_epoch: 1,
+        high_watermark: applied,
+        voters: vec![ReplicaDescription {
+            node_id,
+            address: String::new(),
+            log_end_offset: Some(applied),
+            last_fetch_ms: Some(now),
+            last_caught_up_ms: Some(now),
+        }],
+        learners: Vec::new(),
+    }
+}
+
+fn quorum_response(description: &QuorumDescription) -> DescribeQuorumResponse {
+    let replica = |replica: &ReplicaDescription| {
+        let known = |value: Option<u64>| value.map_or(-1, |value| value as i64);
+        ReplicaState::default()
+            .with_replica_id(BrokerId(replica.node_id as i32))
+            .with_log_end_offset(known(replica.log_end_offset))
+            .with_last_fetch_timestamp(known(replica.last_fetch_ms))
+            .with_last_caught_up_timestamp(known(replica.last_caught_up_ms))
+    };
+    let partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(
+            description.leader.map_or(-1, |leader| leader as i32),
+        ))
+        .with_leader_epoch(description.leader_epoch as i32)
+        .with_high_watermark(description.high_watermark as i64)
+        .with_current_voters(description.voters.iter().map(replica).collect())
+        .with_observers(description.learners.iter().map(replica).collect());
+    let nodes = description
+        .voters
+        .iter()
+        .chain(&description.learners)
+        .filter_map(|member| {
+            let (host, port) = member.address.rsplit_once(':')?;
+            let listener = Listener::default()
+                .with_name(text("CONTROLLER"))
+                .with_host(text(host.to_string()))
+                .with_port(port.parse().ok()?);
+            Some(
+                Node::default()
+                    .with_node_id(BrokerId(member.node_id as i32))
+                    .with_listeners(vec![listener]),
+            )
+        })
+        .collect();
+    DescribeQuorumResponse::default()
+        .with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(text(METADATA_TOPIC)))
+            .with_partitions(vec![partition])])
+        .with_nodes(nodes)
 }

@@ -227,6 +227,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::CreatePartitions => route!(topics::create_partitions),
         ApiKey::IncrementalAlterConfigs => route!(configs::incremental_alter_configs),
         ApiKey::DescribeCluster => route!(cluster::describe_cluster),
+        ApiKey::DescribeQuorum => route!(cluster::describe_quorum),
         ApiKey::FindCoordinator => route!(groups::find_coordinator),
         ApiKey::JoinGroup => route!(groups::join_group),
         ApiKey::SyncGroup => route!(groups::sync_group),

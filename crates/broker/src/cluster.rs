@@ -1,0 +1,262 @@
+//! Running as one node of a cluster: the metadata log is the controller quorum's.
+//!
+//! - [`QuorumLog`] is the manager's [`RecordLog`] over the quorum: the active controller is the
+//!   raft leader; it commits by proposing; any other node forwards commands to it.
+//! - [`ControllerRequest`] is what nodes send each other through the quorum's application
+//!   calls: for now, a metadata command to run on the active controller.
+//! - [`start_membership`] keeps this broker registered and heartbeating, and, while this node
+//!   is the active controller, fences the brokers that stopped heartbeating.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cauce_metadata::command::{CommandOutcome, MetadataCommand, WireError, WireOutcome};
+use cauce_metadata::manager::RecordLog;
+use cauce_metadata::quorum::{Quorum, QuorumError};
+use cauce_metadata::{MetadataError, MetadataImage, MetadataRecord};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::shutdown::Shutdown;
+use crate::Broker;
+
+/// How long a forwarded command may wait for an active controller to answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause between attempts while no controller is known or reachable.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How often the active controller looks for brokers whose session expired.
+const FENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A request from one node to another over the quorum's application calls.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// Run a metadata command; only the active controller accepts it.
+    Command(MetadataCommand),
+}
+
+/// The metadata log of a cluster node: the controller quorum's replicated log.
+pub struct QuorumLog {
+    /// This node's member of the quorum.
+    quorum: Quorum,
+    /// This node's id.
+    node_id: i32,
+}
+
+impl QuorumLog {
+    /// Wraps a started quorum member.
+    pub fn new(quorum: Quorum, node_id: i32) -> QuorumLog {
+        QuorumLog { quorum, node_id }
+    }
+
+    /// Sends `command` to the active controller once, if one is known and it is not this node.
+    fn forward_once(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+        let Some((leader, address)) = self.quorum.leader() else {
+            return Err(MetadataError::NotController(
+                "no controller is elected".into(),
+            ));
+        };
+        if leader == self.node_id as u64 {
+            return Err(MetadataError::NotController(
+                "this node became the controller meanwhile".into(),
+            ));
+        }
+        let request = serde_json::to_vec(&ControllerRequest::Command(command.clone()))
+            .map_err(|error| MetadataError::NotController(error.to_string()))?;
+        let answer = block_on(self.quorum.call_app(&address, request))
+            .map_err(|error| MetadataError::NotController(error.to_string()))?;
+        let outcome: WireOutcome = serde_json::from_slice(&answer).map_err(|error| {
+            MetadataError::NotController(format!("controller {leader} answered garbage: {error}"))
+        })?;
+        outcome.map_err(MetadataError::from)
+    }
+}
+
+impl RecordLog for QuorumLog {
+    fn image(&self) -> Arc<MetadataImage> {
+        self.quorum.image()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.quorum.subscribe()
+    }
+
+    fn is_active(&self) -> bool {
+        self.active_controller() == Some(self.node_id)
+    }
+
+    fn active_controller(&self) -> Option<i32> {
+        self.quorum
+            .leader()
+            .and_then(|(leader, _)| i32::try_from(leader).ok())
+    }
+
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
+        match block_on(self.quorum.propose(records)) {
+            Ok(_) => Ok(self.quorum.image()),
+            Err(QuorumError::NotLeader { leader }) => Err(MetadataError::NotController(format!(
+                "leadership moved to {leader:?}"
+            ))),
+            Err(error) => Err(MetadataError::NotController(error.to_string())),
+        }
+    }
+
+    /// Retries while no controller is known or it cannot be reached; an answer, even a
+    /// refusal, is final.
+    fn forward(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        loop {
+            match self.forward_once(command) {
+                Err(MetadataError::NotController(reason))
+                    if Instant::now() < deadline && !self.is_active() =>
+                {
+                    tracing::debug!(%reason, "controller not reachable; retrying");
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+}
+
+/// Runs a future to completion from synchronous code, on a runtime thread or a blocking one.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| runtime.block_on(future))
+}
+
+/// Answers other nodes' application calls: runs forwarded commands if this node is the
+/// active controller.
+pub fn install_controller_handler(broker: &Arc<Broker>, quorum: &Quorum) {
+    let broker = Arc::downgrade(broker);
+    quorum.set_app_handler(Arc::new(move |request: Vec<u8>| {
+        let broker = broker.clone();
+        Box::pin(async move {
+            let outcome: WireOutcome = match serde_json::from_slice(&request) {
+                Ok(ControllerRequest::Command(command)) => match broker.upgrade() {
+                    Some(broker) => run_forwarded(broker, command).await,
+                    None => Err(WireError::NotController("the broker is stopping".into())),
+                },
+                Err(error) => Err(WireError::NotController(format!(
+                    "not a controller request: {error}"
+                ))),
+            };
+            serde_json::to_vec(&outcome).unwrap_or_default()
+        })
+    }));
+}
+
+/// Runs a command another node forwarded; refuses if this node is not the active controller,
+/// so that commands never bounce between nodes.
+async fn run_forwarded(broker: Arc<Broker>, command: MetadataCommand) -> WireOutcome {
+    if !broker.metadata.is_active() {
+        return Err(WireError::NotController(
+            "this node is not the active controller".into(),
+        ));
+    }
+    tokio::task::spawn_blocking(move || broker.metadata.execute(command))
+        .await
+        .map_err(|error| WireError::NotController(format!("command failed: {error}")))?
+        .map_err(|error| WireError::from(&error))
+}
+
+/// Keeps this broker registered and heartbeating, fences silent brokers while this node is the
+/// active controller, and opens or closes partitions as the image changes; until shutdown.
+pub async fn run_membership(broker: Arc<Broker>, shutdown: Shutdown) {
+    tokio::join!(
+        heartbeats(broker.clone(), shutdown.clone()),
+        fencing(broker.clone(), shutdown.clone()),
+        follow_images(broker, shutdown),
+    );
+}
+
+/// Registers this broker, then heartbeats at `broker.heartbeat.interval.ms`.
+async fn heartbeats(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1));
+    let mut timer = tokio::time::interval(interval);
+    let mut registered = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = timer.tick() => registered = heartbeat_once(&broker, registered).await,
+        }
+    }
+}
+
+/// While this node is the active controller, fences the brokers whose session expired.
+async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let session = Duration::from_millis(broker.config.broker_session_timeout_ms.max(1));
+    let mut timer = tokio::time::interval(FENCE_CHECK_INTERVAL.min(session / 4));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = timer.tick() => {
+                let controller = broker.clone();
+                let fenced = tokio::task::spawn_blocking(move || {
+                    controller.metadata.fence_silent_brokers(session)
+                })
+                .await;
+                if let Ok(Err(error)) = fenced {
+                    tracing::warn!(%error, "fencing silent brokers failed");
+                }
+            }
+        }
+    }
+}
+
+/// Opens and closes partitions, and moves leaderships, as committed images arrive.
+async fn follow_images(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let mut images = broker.metadata.subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                sync_logs(&broker).await;
+            }
+        }
+    }
+}
+
+/// Registers this broker if it is not yet, else heartbeats; returns whether it is registered.
+async fn heartbeat_once(broker: &Arc<Broker>, registered: bool) -> bool {
+    let command = if registered {
+        MetadataCommand::BrokerHeartbeat {
+            broker_id: broker.config.node_id,
+        }
+    } else {
+        let (host, port) = broker.config.advertised_address();
+        MetadataCommand::RegisterBroker {
+            broker_id: broker.config.node_id,
+            host,
+            port: i32::from(port),
+            rack: None,
+        }
+    };
+    let runner = broker.clone();
+    match tokio::task::spawn_blocking(move || runner.metadata.execute(command)).await {
+        Ok(Ok(_)) => {
+            if !registered {
+                tracing::info!(
+                    broker = broker.config.node_id,
+                    "registered with the controller"
+                );
+            }
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, registered, "heartbeat not accepted");
+            registered
+        }
+        Err(_) => registered,
+    }
+}
+
+/// Opens and closes partitions to match the latest image.
+async fn sync_logs(broker: &Arc<Broker>) {
+    let syncer = broker.clone();
+    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || syncer.sync_logs()).await {
+        tracing::error!(%error, "applying the metadata image to the logs failed");
+    }
+}

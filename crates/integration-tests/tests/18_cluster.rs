@@ -1,0 +1,108 @@
+//! A cluster of three `cauce server` processes, each a controller voter and a broker: the quorum
+//! elects a controller, commands sent to any node are forwarded to it, replicas are spread,
+//! and when nodes die the metadata survives, another controller takes over and the dead
+//! broker's leaderships move.
+
+use std::time::Duration;
+
+use cauce_integration_tests::cluster::{live_brokers, partitions_of, Cluster, FAST_MEMBERSHIP};
+use cauce_integration_tests::raw::{
+    produce_batch_to_partition_zero, record_batch_of_values_stamped_now,
+};
+use cauce_integration_tests::RawClient;
+use cauce_protocol::ResponseError;
+
+#[test]
+fn three_voters_elect_a_controller_and_every_node_can_create_spread_topics() {
+    let mut cluster = Cluster::start(3, FAST_MEMBERSHIP);
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    let controller = cluster.metadata(1).controller_id.0;
+    let other = (1..=3).find(|node| *node != controller).unwrap();
+
+    // Created through a node that is not the controller: the command is forwarded.
+    assert_eq!(cluster.create_topic(other, "spread", 6, 3), 0);
+    assert_eq!(
+        cluster.create_topic(controller, "spread", 6, 3),
+        ResponseError::TopicAlreadyExists.code()
+    );
+    assert_eq!(
+        cluster.create_topic(other, "too-many-copies", 1, 4),
+        ResponseError::InvalidReplicationFactor.code()
+    );
+    for node in 1..=3 {
+        let metadata =
+            cluster.wait_for_metadata(node, Duration::from_secs(10), "topic spread", |m| {
+                partitions_of(m, "spread").is_some_and(|partitions| partitions.len() == 6)
+            });
+        let partitions = partitions_of(&metadata, "spread").unwrap();
+        let mut leaders = [0; 3];
+        for view in partitions.values() {
+            let mut sorted = view.replicas.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![1, 2, 3], "{partitions:?}");
+            assert_eq!(view.isr, view.replicas, "{partitions:?}");
+            assert_eq!(view.leader, view.replicas[0], "{partitions:?}");
+            leaders[view.leader as usize - 1] += 1;
+        }
+        assert_eq!(leaders, [2, 2, 2], "leaders spread evenly: {partitions:?}");
+    }
+
+    // Only the leader takes writes; the others send the client to it.
+    let metadata = cluster.metadata(1);
+    let view = partitions_of(&metadata, "spread").unwrap()[&0].clone();
+    let leader = view.leader;
+    let follower = view
+        .replicas
+        .iter()
+        .copied()
+        .find(|replica| *replica != leader)
+        .unwrap();
+    let batch = record_batch_of_values_stamped_now(&["only the leader"]);
+    let mut to_follower = RawClient::connect(cluster.node(follower).address);
+    let refused = produce_batch_to_partition_zero(&mut to_follower, "spread", &batch);
+    assert_eq!(
+        refused.error_code,
+        ResponseError::NotLeaderOrFollower.code()
+    );
+    let mut to_leader = RawClient::connect(cluster.node(leader).address);
+    let accepted = produce_batch_to_partition_zero(&mut to_leader, "spread", &batch);
+    assert_eq!(accepted.error_code, 0);
+}
+
+#[test]
+fn killing_the_controller_keeps_the_metadata_and_moves_the_dead_brokers_leaderships() {
+    let mut cluster = Cluster::start(3, FAST_MEMBERSHIP);
+    cluster.wait_for_brokers(1, &[1, 2, 3]);
+    assert_eq!(cluster.create_topic(1, "before", 3, 3), 0);
+    let old_controller = cluster.metadata(1).controller_id.0;
+    cluster.node(old_controller).kill9();
+    let survivor = (1..=3).find(|node| *node != old_controller).unwrap();
+    let remaining: Vec<i32> = (1..=3).filter(|node| *node != old_controller).collect();
+
+    // Another controller is elected; the dead broker is fenced after its session timeout.
+    let metadata = cluster.wait_for_brokers(survivor, &remaining);
+    assert_ne!(metadata.controller_id.0, old_controller);
+    let partitions = partitions_of(&metadata, "before").expect("the topic survived");
+    assert_eq!(partitions.len(), 3);
+    for view in partitions.values() {
+        assert!(remaining.contains(&view.leader), "{partitions:?}");
+        assert!(!view.isr.contains(&old_controller), "{partitions:?}");
+    }
+    assert_eq!(cluster.create_topic(survivor, "after", 2, 2), 0);
+
+    // The old controller comes back, catches up, and is a live broker again.
+    cluster.node(old_controller).restart();
+    for node in 1..=3 {
+        let metadata = cluster.wait_for_brokers(node, &[1, 2, 3]);
+        assert_eq!(live_brokers(&metadata), vec![1, 2, 3]);
+    }
+    let metadata = cluster.wait_for_metadata(
+        old_controller,
+        Duration::from_secs(10),
+        "both topics",
+        |m| partitions_of(m, "before").is_some() && partitions_of(m, "after").is_some(),
+    );
+    assert_eq!(partitions_of(&metadata, "after").unwrap().len(), 2);
+}
