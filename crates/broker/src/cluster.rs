@@ -182,14 +182,24 @@ async fn heartbeats(broker: Arc<Broker>, mut shutdown: Shutdown) {
     }
 }
 
-/// While this node is the active controller, fences the brokers whose session expired.
+/// Logs controller changes, and while this node is the active controller, fences the brokers
+/// whose session expired.
 async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let session = Duration::from_millis(broker.config.broker_session_timeout_ms.max(1));
     let mut timer = tokio::time::interval(FENCE_CHECK_INTERVAL.min(session / 4));
+    let mut controller = None;
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = timer.tick() => {
+                let now = broker.metadata.active_controller();
+                if now != controller {
+                    match now {
+                        Some(id) => tracing::info!(controller = id, "active controller elected"),
+                        None => tracing::warn!("no active controller"),
+                    }
+                    controller = now;
+                }
                 let controller = broker.clone();
                 let fenced = tokio::task::spawn_blocking(move || {
                     controller.metadata.fence_silent_brokers(session)

@@ -82,6 +82,11 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
 }
 
+/// The log filter by default: Cauce's events at info; the raft library's own lines are left
+/// out, since it reports routine elections and unreachable peers as warnings and errors, and
+/// the broker logs the quorum's changes itself.
+pub const DEFAULT_LOGGING_LEVEL: &str = "info,openraft=off";
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -108,7 +113,7 @@ impl Default for BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             metrics_listen: None,
-            logging_level: "info".to_string(),
+            logging_level: DEFAULT_LOGGING_LEVEL.to_string(),
             topic_defaults: BTreeMap::new(),
             quorum_voters: BTreeMap::new(),
             controller_listen: None,
@@ -649,7 +654,7 @@ mod tests {
             BrokerConfig::from_toml("logging.level = \"info,cauce_broker::group=debug\"").unwrap();
         assert_eq!(config.logging_level, "info,cauce_broker::group=debug");
         assert!(BrokerConfig::from_toml("logging.level = \"loud\"").is_err());
-        assert_eq!(BrokerConfig::default().logging_level, "info");
+        assert_eq!(BrokerConfig::default().logging_level, DEFAULT_LOGGING_LEVEL);
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl BrokerProcess {
             .arg(self.address.to_string())
             .env(
                 "RUST_LOG",
-                std::env::var("CAUCE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+                std::env::var("CAUCE_TEST_LOG").unwrap_or_else(|_| "info,openraft=off".into()),
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
