@@ -95,6 +95,7 @@ impl LogBackend {
     /// Opens logs for new partitions, closes and removes those of deleted topics, and applies
     /// configuration and leader-epoch changes. Also sweeps directories no topic owns.
     pub fn apply(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let now_ms = crate::now_ms();
         let mut wanted: HashMap<(String, i32), (&Arc<TopicImage>, &PartitionImage)> =
             HashMap::new();
         for topic in image.topics.values() {
@@ -123,11 +124,10 @@ impl LogBackend {
         }
         for (key, (topic, assignment)) in wanted {
             let config = self.log_config(topic);
-            let is_leader = assignment.leader == self.node_id;
             match partitions.get(&key) {
                 Some(partition) => {
                     partition.set_config(config);
-                    partition.set_leadership(is_leader, assignment.leader_epoch);
+                    partition.apply_assignment(self.node_id, assignment, now_ms);
                 }
                 None => {
                     let directory = self.data_dir.join(partition_dir_name(&key.0, key.1));
@@ -139,7 +139,7 @@ impl LogBackend {
                         assignment.leader_epoch,
                         log,
                     );
-                    partition.set_leadership(is_leader, assignment.leader_epoch);
+                    partition.apply_assignment(self.node_id, assignment, now_ms);
                     partitions.insert(key, Arc::new(partition));
                 }
             }

@@ -17,6 +17,7 @@ use cauce_metadata::{MetadataError, MetadataImage, MetadataRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::partition::Partition;
 use crate::shutdown::Shutdown;
 use crate::Broker;
 
@@ -165,7 +166,8 @@ pub async fn run_membership(broker: Arc<Broker>, shutdown: Shutdown) {
     tokio::join!(
         heartbeats(broker.clone(), shutdown.clone()),
         fencing(broker.clone(), shutdown.clone()),
-        follow_images(broker, shutdown),
+        shrink_lagging_isrs(broker.clone(), shutdown.clone()),
+        crate::replication::follow_leaders(broker, shutdown),
     );
 }
 
@@ -213,17 +215,45 @@ async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
     }
 }
 
-/// Opens and closes partitions, and moves leaderships, as committed images arrive.
-async fn follow_images(broker: Arc<Broker>, mut shutdown: Shutdown) {
-    let mut images = broker.metadata.subscribe();
+/// Asks the active controller to make `isr` the partition's ISR, in the background; one
+/// request per partition at a time, and none on a single node (whose ISR is itself).
+pub fn request_isr_change(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
+    if broker.quorum.is_none() || !partition.begin_isr_change() {
+        return;
+    }
+    let command = MetadataCommand::AlterPartition {
+        topic_id: partition.topic_id,
+        partition: partition.index,
+        leader: broker.config.node_id,
+        leader_epoch: partition.leader_epoch(),
+        isr,
+    };
+    let broker = broker.clone();
+    let partition = partition.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = broker.metadata.execute(command) {
+            tracing::info!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
+        }
+        partition.end_isr_change();
+    });
+}
+
+/// While leading partitions, drops from their ISR the followers that have not caught up for
+/// `replica.lag.time.max.ms`.
+async fn shrink_lagging_isrs(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let max_lag = broker.config.replica_lag_time_max_ms as i64;
+    let period = Duration::from_millis((broker.config.replica_lag_time_max_ms / 4).clamp(50, 1000));
+    let mut timer = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            changed = images.changed() => {
-                if changed.is_err() {
-                    return;
+            _ = timer.tick() => {
+                let now = crate::now_ms();
+                for partition in broker.logs.all() {
+                    if let Some(isr) = partition.wanted_isr(now, max_lag) {
+                        request_isr_change(&broker, &partition, isr);
+                    }
                 }
-                sync_logs(&broker).await;
             }
         }
     }
@@ -260,13 +290,5 @@ async fn heartbeat_once(broker: &Arc<Broker>, registered: bool) -> bool {
             registered
         }
         Err(_) => registered,
-    }
-}
-
-/// Opens and closes partitions to match the latest image.
-async fn sync_logs(broker: &Arc<Broker>) {
-    let syncer = broker.clone();
-    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || syncer.sync_logs()).await {
-        tracing::error!(%error, "applying the metadata image to the logs failed");
     }
 }

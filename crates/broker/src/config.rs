@@ -80,6 +80,13 @@ pub struct BrokerConfig {
     /// How long the controller waits for a heartbeat before fencing a broker
     /// (`broker.session.timeout.ms`).
     pub broker_session_timeout_ms: u64,
+    /// How long a follower may go without catching up before it leaves the ISR
+    /// (`replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
+    /// How long a follower's fetch waits for new data at the leader (`replica.fetch.wait.max.ms`).
+    pub replica_fetch_wait_max_ms: i32,
+    /// Bytes a follower asks for per partition (`replica.fetch.max.bytes`).
+    pub replica_fetch_max_bytes: i32,
 }
 
 /// The log filter by default: Cauce's events at info; the raft library's own lines are left
@@ -120,6 +127,9 @@ impl Default for BrokerConfig {
             controller_listener_name: "CONTROLLER".to_string(),
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1_048_576,
         }
     }
 }
@@ -277,6 +287,21 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::Long,
         doc: "how long without heartbeats before the controller fences a broker",
     },
+    BrokerKeyDef {
+        name: "replica.lag.time.max.ms",
+        kind: ConfigKind::Long,
+        doc: "how long a follower may lag before it leaves the ISR",
+    },
+    BrokerKeyDef {
+        name: "replica.fetch.wait.max.ms",
+        kind: ConfigKind::Int,
+        doc: "how long a follower's fetch waits at the leader for new data",
+    },
+    BrokerKeyDef {
+        name: "replica.fetch.max.bytes",
+        kind: ConfigKind::Int,
+        doc: "bytes a follower fetches per partition",
+    },
 ];
 
 impl BrokerConfig {
@@ -330,6 +355,9 @@ impl BrokerConfig {
             "controller.listener.names" => self.controller_listener_name.clone(),
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
+            "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
             "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
             "log.dirs" => self.data_dir.display().to_string(),
             "auto.create.topics.enable" => self.auto_create_topics.to_string(),
@@ -405,6 +433,19 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "replica.fetch.max.bytes" => {
+                self.replica_fetch_max_bytes = value
+                    .parse()
+                    .ok()
+                    .filter(|bytes: &i32| *bytes > 0)
+                    .ok_or_else(|| bad("a positive number of bytes"))?
             }
             "advertised.listeners" => {
                 let address = strip_listener_name(value);

@@ -14,6 +14,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
         MetadataError::NotController(_) => ResponseError::NotController,
+        MetadataError::StaleLeadership(_) => ResponseError::FencedLeaderEpoch,
         MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
     }
 }

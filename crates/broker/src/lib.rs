@@ -21,6 +21,8 @@ pub mod group;
 pub mod handlers;
 pub mod metrics;
 pub mod partition;
+pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod shutdown;
 pub mod splice;

@@ -4,9 +4,12 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cauce_log::{AppendOutcome, Log, LogConfig, LogError, ReadSlice};
+use cauce_metadata::PartitionImage;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
+
+use crate::replica::ReplicaSet;
 
 /// A partition's log and the state around it that requests share.
 pub struct Partition {
@@ -24,8 +27,15 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     /// Whether this broker leads the partition (otherwise it only holds a replica).
     is_leader: AtomicBool,
-    /// The log end offset, published after each append so long-polling fetches wake up.
+    /// The log end offset, published after each append so long-polling follower fetches wake.
     end_offset: watch::Sender<i64>,
+    /// The high watermark: what consumers may read. Published as it moves, for their long
+    /// polls; on a follower, the leader's as of the last fetch (capped at this log's end).
+    high_watermark: watch::Sender<i64>,
+    /// While this broker leads: the followers' progress and the ISR.
+    replicas: Mutex<Option<ReplicaSet>>,
+    /// Whether an ISR change is on its way to the controller; one at a time.
+    isr_change_in_flight: AtomicBool,
     /// The offset below which everything is fsynced, published after each group commit.
     flushed_offset: watch::Sender<i64>,
     /// Whether a group commit is running; later requests join the next one.
@@ -66,6 +76,9 @@ impl Partition {
             leader_epoch: AtomicI32::new(leader_epoch),
             is_leader: AtomicBool::new(true),
             end_offset: watch::Sender::new(end_offset),
+            high_watermark: watch::Sender::new(0),
+            replicas: Mutex::new(None),
+            isr_change_in_flight: AtomicBool::new(false),
             flushed_offset: watch::Sender::new(end_offset),
             flush_running: AtomicBool::new(false),
             flush_requested_offset: AtomicI64::new(end_offset),
@@ -78,10 +91,162 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// Adopts the leadership of a newer metadata image: whether this broker leads, and the epoch.
-    pub fn set_leadership(&self, is_leader: bool, epoch: i32) {
-        self.leader_epoch.store(epoch, Ordering::Release);
+    /// Adopts a partition's assignment from a newer metadata image: who leads, at which
+    /// epoch, and the replicas and ISR. A broker that starts leading (or leads at a new epoch)
+    /// starts tracking its followers afresh.
+    pub fn apply_assignment(&self, node_id: i32, assignment: &PartitionImage, now_ms: i64) {
+        let is_leader = assignment.leader == node_id;
+        let new_term =
+            is_leader && (!self.is_leader() || self.leader_epoch() != assignment.leader_epoch);
+        let mut replicas = self.replicas.lock();
+        if !is_leader {
+            *replicas = None;
+        } else if new_term || replicas.is_none() {
+            *replicas = Some(ReplicaSet::new(
+                node_id,
+                &assignment.replicas,
+                &assignment.isr,
+                self.high_watermark(),
+                self.log_end_offset(),
+                now_ms,
+            ));
+        } else if let Some(set) = replicas.as_mut() {
+            set.update_membership(&assignment.replicas, &assignment.isr, now_ms);
+        }
+        self.leader_epoch
+            .store(assignment.leader_epoch, Ordering::Release);
         self.is_leader.store(is_leader, Ordering::Release);
+        if let Some(set) = replicas.as_mut() {
+            let high_watermark = set.advance_high_watermark(self.log_end_offset());
+            self.publish_high_watermark(high_watermark);
+        }
+    }
+
+    /// The high watermark: consumers read below it.
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// Watches the high watermark, for long-polling consumer fetches.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    fn publish_high_watermark(&self, high_watermark: i64) {
+        self.high_watermark.send_if_modified(|current| {
+            let moved = high_watermark != *current;
+            *current = high_watermark;
+            moved
+        });
+    }
+
+    /// Waits until every in-sync replica has everything below `offset` (the high watermark
+    /// reached it), for `acks=all`; fails if the leadership moves or `timeout` passes first.
+    pub async fn wait_replicated(
+        &self,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), cauce_protocol::ResponseError> {
+        const LEADERSHIP_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut high_watermark = self.subscribe_high_watermark();
+        loop {
+            if *high_watermark.borrow_and_update() >= offset {
+                return Ok(());
+            }
+            if !self.is_leader() {
+                return Err(cauce_protocol::ResponseError::NotLeaderOrFollower);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(cauce_protocol::ResponseError::RequestTimedOut);
+            }
+            let slice = (deadline - now).min(LEADERSHIP_CHECK);
+            let _ = tokio::time::timeout(slice, high_watermark.changed()).await;
+        }
+    }
+
+    /// The in-sync replicas while this broker leads; empty otherwise.
+    pub fn isr(&self) -> Vec<i32> {
+        self.replicas
+            .lock()
+            .as_ref()
+            .map_or_else(Vec::new, |set| set.isr().to_vec())
+    }
+
+    /// Records a follower's fetch from `fetch_offset`, moving the high watermark; returns the
+    /// ISR to ask the controller for if the follower should join it.
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Option<Vec<i32>> {
+        let mut replicas = self.replicas.lock();
+        let set = replicas.as_mut()?;
+        let high_watermark =
+            set.follower_fetched(replica, fetch_offset, self.log_end_offset(), now_ms);
+        self.publish_high_watermark(high_watermark);
+        set.wanted_isr(now_ms, i64::MAX)
+    }
+
+    /// Claims the right to send an ISR change; false while another is on its way.
+    pub fn begin_isr_change(&self) -> bool {
+        !self.isr_change_in_flight.swap(true, Ordering::AcqRel)
+    }
+
+    /// Releases the claim of [`Partition::begin_isr_change`].
+    pub fn end_isr_change(&self) {
+        self.isr_change_in_flight.store(false, Ordering::Release);
+    }
+
+    /// The ISR to ask the controller for, if followers lagged for `max_lag_ms` or caught up.
+    pub fn wanted_isr(&self, now_ms: i64, max_lag_ms: i64) -> Option<Vec<i32>> {
+        self.replicas
+            .lock()
+            .as_ref()
+            .and_then(|set| set.wanted_isr(now_ms, max_lag_ms))
+    }
+
+    /// Appends batches fetched from the leader, keeping their offsets (follower side).
+    pub fn append_replicated(
+        &self,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        let outcome = self.log.lock().append_replicated(records, now_ms)?;
+        self.end_offset.send_replace(outcome.last_offset + 1);
+        Ok(outcome)
+    }
+
+    /// Adopts the leader's high watermark, capped at this replica's log end (follower side).
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        self.publish_high_watermark(leader_high_watermark.min(self.log_end_offset()));
+    }
+
+    /// Cuts the log back to `offset` (a follower diverging from its new leader).
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.change_log_end(|log| log.truncate_to(offset))
+    }
+
+    /// Empties the log and starts it at `offset` (a follower whose leader deleted what it lacks).
+    pub fn reset_to(&self, offset: i64) -> Result<(), LogError> {
+        self.change_log_end(|log| log.reset_to(offset))
+    }
+
+    fn change_log_end(
+        &self,
+        change: impl FnOnce(&mut Log) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let mut log = self.log.lock();
+        change(&mut log)?;
+        let end = log.log_end_offset();
+        drop(log);
+        self.end_offset.send_replace(end);
+        if self.high_watermark() > end {
+            self.publish_high_watermark(end);
+        }
+        Ok(())
     }
 
     /// Whether this broker leads the partition, so clients may produce to and fetch from it.
@@ -96,21 +261,38 @@ impl Partition {
             .lock()
             .append(records, self.leader_epoch(), now_ms)?;
         if !outcome.duplicate {
-            self.end_offset.send_replace(outcome.last_offset + 1);
+            let end = outcome.last_offset + 1;
+            self.end_offset.send_replace(end);
+            if let Some(set) = self.replicas.lock().as_mut() {
+                let high_watermark = set.advance_high_watermark(end);
+                self.publish_high_watermark(high_watermark);
+            }
         }
         Ok(outcome)
     }
 
-    /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless the first is larger.
-    pub fn read(&self, fetch_offset: i64, max_bytes: usize) -> Result<PartitionRead, LogError> {
+    /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless the first is larger:
+    /// below the high watermark for a consumer, up to the log end for a follower
+    /// (`to_log_end`). Between the two a consumer gets nothing, not an error.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        to_log_end: bool,
+    ) -> Result<PartitionRead, LogError> {
         let log = self.log.lock();
-        let high_watermark = log.log_end_offset();
+        let log_end_offset = log.log_end_offset();
+        let high_watermark = self.high_watermark().min(log_end_offset);
         let log_start_offset = log.log_start_offset();
-        let slice = if fetch_offset == high_watermark {
+        let upper = if to_log_end {
+            log_end_offset
+        } else {
+            high_watermark
+        };
+        let slice = if fetch_offset >= upper && fetch_offset <= log_end_offset {
             None
         } else {
-            Some(log.read(fetch_offset, max_bytes, high_watermark)?)
-                .filter(|slice| slice.length > 0)
+            Some(log.read(fetch_offset, max_bytes, upper)?).filter(|slice| slice.length > 0)
         };
         Ok(PartitionRead {
             slice,

@@ -82,6 +82,14 @@ pub enum LogError {
     #[error(transparent)]
     Batch(#[from] BatchError),
     /// One append larger than a whole segment (Kafka's RECORD_BATCH_TOO_LARGE).
+    /// Replicated batches do not continue the log where it ends.
+    #[error("replicated batch starts at offset {found}, but the log ends at {expected}")]
+    ReplicaOffsetMismatch {
+        /// The log end offset.
+        expected: i64,
+        /// The batch's base offset.
+        found: i64,
+    },
     #[error("record set of {size} bytes is larger than segment.bytes {segment_bytes}")]
     RecordSetTooLarge {
         /// Bytes in the append.

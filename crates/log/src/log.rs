@@ -392,28 +392,102 @@ impl Log {
         debug_assert_eq!(position, records.len());
 
         let last_offset = next_offset - 1;
-        self.maybe_roll(records.len() as u64, last_offset, now_ms)?;
-        if self.epoch_cache.assign(leader_epoch, first_offset) {
-            // Persisted before the data so the checkpoint always covers what is on disk.
-            self.epoch_cache.persist()?;
-        }
-        let config = self.config.clone();
-        self.active_segment_mut()
-            .append(records, &stamped_headers, &config)?;
-        self.size_bytes += records.len() as u64;
-        for (producer_id, entry) in staged_producers {
-            self.producer_state.insert(producer_id, entry);
-        }
-        self.unflushed_since_ms.get_or_insert(now_ms);
-        let unflushed_messages = (self.log_end_offset() - self.recovery_point).max(0) as u64;
+        let needs_flush =
+            self.write_batches(records, &stamped_headers, staged_producers, now_ms)?;
         Ok(AppendOutcome {
             base_offset: first_offset,
             last_offset,
             log_append_time: if stamp_log_append_time { now_ms } else { -1 },
             log_start_offset: self.log_start_offset,
             duplicate: false,
-            needs_flush: unflushed_messages >= self.config.flush_messages,
+            needs_flush,
         })
+    }
+
+    /// Appends batches fetched from the partition's leader as they are: their offsets and
+    /// leader epochs were assigned there, so they must start at this log's end and follow
+    /// each other. Timestamps and sequences were checked by the leader; producer state and the
+    /// leader-epoch cache follow the batches, so that this replica can lead in turn.
+    pub fn append_replicated(
+        &mut self,
+        records: &mut [u8],
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        let headers = batch::validate_batches(records, usize::MAX)?;
+        let first_offset = self.log_end_offset();
+        let mut next_offset = first_offset;
+        let mut staged_producers: HashMap<i64, ProducerEntry> = HashMap::new();
+        for header in &headers {
+            if header.base_offset != next_offset {
+                return Err(LogError::ReplicaOffsetMismatch {
+                    expected: next_offset,
+                    found: header.base_offset,
+                });
+            }
+            if header.has_producer_id() {
+                let current = staged_producers
+                    .get(&header.producer_id)
+                    .or_else(|| self.producer_state.get(header.producer_id));
+                let staged = ProducerStateManager::staged_entry(current, header);
+                staged_producers.insert(header.producer_id, staged);
+            }
+            next_offset = header.next_offset();
+        }
+        if headers.is_empty() {
+            return Ok(AppendOutcome {
+                base_offset: first_offset,
+                last_offset: first_offset - 1,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset,
+                duplicate: false,
+                needs_flush: false,
+            });
+        }
+        let needs_flush = self.write_batches(records, &headers, staged_producers, now_ms)?;
+        Ok(AppendOutcome {
+            base_offset: first_offset,
+            last_offset: next_offset - 1,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+            needs_flush,
+        })
+    }
+
+    /// Writes validated batches with their final offsets at the log end: rolls if due,
+    /// records their leader epochs, appends to the active segment, adopts the producer state.
+    /// Returns whether `flush.messages` is now due.
+    fn write_batches(
+        &mut self,
+        records: &[u8],
+        headers: &[batch::BatchHeader],
+        staged_producers: HashMap<i64, ProducerEntry>,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
+        let last_offset = headers
+            .last()
+            .map_or(self.log_end_offset() - 1, |last| last.next_offset() - 1);
+        self.maybe_roll(records.len() as u64, last_offset, now_ms)?;
+        let mut epochs_changed = false;
+        for header in headers {
+            epochs_changed |= self
+                .epoch_cache
+                .assign(header.partition_leader_epoch, header.base_offset);
+        }
+        if epochs_changed {
+            // Persisted before the data so the checkpoint always covers what is on disk.
+            self.epoch_cache.persist()?;
+        }
+        let config = self.config.clone();
+        self.active_segment_mut()
+            .append(records, headers, &config)?;
+        self.size_bytes += records.len() as u64;
+        for (producer_id, entry) in staged_producers {
+            self.producer_state.insert(producer_id, entry);
+        }
+        self.unflushed_since_ms.get_or_insert(now_ms);
+        let unflushed_messages = (self.log_end_offset() - self.recovery_point).max(0) as u64;
+        Ok(unflushed_messages >= self.config.flush_messages)
     }
 
     /// Kafka's `message.timestamp.{before,after}.max.ms` for CreateTime batches. The batch

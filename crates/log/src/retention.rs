@@ -196,6 +196,12 @@ impl Log {
         Ok(())
     }
 
+    /// Drops the whole log and starts it empty at `offset`: a follower whose leader no longer
+    /// has the data this replica lacks.
+    pub fn reset_to(&mut self, offset: i64) -> Result<(), LogError> {
+        self.truncate_fully_and_start_at(offset.max(0), system_now_ms())
+    }
+
     fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> Result<(), LogError> {
         for segment in self.segments.drain(..) {
             segment.delete_files()?;

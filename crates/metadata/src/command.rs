@@ -38,6 +38,16 @@ pub enum MetadataCommand {
     },
     /// Reserve a block of producer ids.
     AllocateProducerIds { count: i64 },
+    /// A partition's leader asks to change its ISR (KIP-497's AlterPartition): followers that
+    /// lag leave it, caught-up ones join. Refused unless the requester still leads at
+    /// `leader_epoch`.
+    AlterPartition {
+        topic_id: uuid::Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+    },
     /// A broker is alive; a fenced one is unfenced and may lead again.
     BrokerHeartbeat { broker_id: i32 },
     /// Register a broker at the address clients reach it at.
@@ -73,6 +83,7 @@ pub enum WireError {
     InvalidReplicationFactor(String),
     InvalidConfig(String),
     NotController(String),
+    StaleLeadership(String),
 }
 
 impl From<&MetadataError> for WireError {
@@ -94,6 +105,7 @@ impl From<&MetadataError> for WireError {
             }
             MetadataError::InvalidConfig(reason) => WireError::InvalidConfig(reason.clone()),
             MetadataError::NotController(reason) => WireError::NotController(reason.clone()),
+            MetadataError::StaleLeadership(reason) => WireError::StaleLeadership(reason.clone()),
         }
     }
 }
@@ -112,6 +124,7 @@ impl From<WireError> for MetadataError {
             }
             WireError::InvalidConfig(reason) => MetadataError::InvalidConfig(reason),
             WireError::NotController(reason) => MetadataError::NotController(reason),
+            WireError::StaleLeadership(reason) => MetadataError::StaleLeadership(reason),
         }
     }
 }

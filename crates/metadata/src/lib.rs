@@ -53,6 +53,9 @@ pub enum MetadataError {
     /// A configuration key or value is not acceptable.
     #[error("{0}")]
     InvalidConfig(String),
+    /// A leader asked to change a partition it no longer leads, or at an old epoch.
+    #[error("{0}")]
+    StaleLeadership(String),
     /// No active controller could take the change (none elected, or it did not answer).
     #[error("no active controller: {0}")]
     NotController(String),

@@ -241,6 +241,22 @@ impl MetadataManager {
                 }];
                 Ok((records, CommandOutcome::ProducerIds(start..start + count)))
             }
+            MetadataCommand::AlterPartition {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => {
+                let records = decide_alter_partition(
+                    image,
+                    *topic_id,
+                    *partition,
+                    (*leader, *leader_epoch),
+                    isr,
+                )?;
+                Ok((records, CommandOutcome::Done))
+            }
             MetadataCommand::BrokerHeartbeat { broker_id } => {
                 self.heartbeats
                     .lock()
@@ -423,6 +439,12 @@ fn log_change(command: &MetadataCommand) {
             resource, changes, ..
         } => tracing::info!(resource = ?resource, changes = changes.len(), "configs altered"),
         MetadataCommand::AllocateProducerIds { .. } => {}
+        MetadataCommand::AlterPartition {
+            topic_id,
+            partition,
+            isr,
+            ..
+        } => tracing::info!(%topic_id, partition, ?isr, "ISR changed"),
         MetadataCommand::BrokerHeartbeat { broker_id } => {
             tracing::info!(broker = broker_id, "broker unfenced")
         }
@@ -477,6 +499,53 @@ fn move_leadership_away(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRe
         }
     }
     records
+}
+
+/// A leader's ISR change: only from the current leader at its current epoch, to replicas of
+/// the partition, keeping the leader, and adding only live brokers.
+fn decide_alter_partition(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    index: i32,
+    (leader, leader_epoch): (i32, i32),
+    isr: &[i32],
+) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let topic = image
+        .topic_by_id(&topic_id)
+        .ok_or_else(|| MetadataError::UnknownTopic(topic_id.to_string()))?;
+    let partition = usize::try_from(index)
+        .ok()
+        .and_then(|index| topic.partitions.get(index))
+        .ok_or_else(|| MetadataError::UnknownTopic(format!("{}-{index}", topic.name)))?;
+    if partition.leader != leader || partition.leader_epoch != leader_epoch {
+        return Err(MetadataError::StaleLeadership(format!(
+            "{}-{index} is led by {} at epoch {}, not {leader} at {leader_epoch}",
+            topic.name, partition.leader, partition.leader_epoch
+        )));
+    }
+    let acceptable = isr.contains(&leader)
+        && isr
+            .iter()
+            .all(|replica| partition.replicas.contains(replica))
+        && isr
+            .iter()
+            .all(|replica| partition.isr.contains(replica) || image.is_live(*replica));
+    if !acceptable {
+        return Err(MetadataError::StaleLeadership(format!(
+            "ISR {isr:?} is not acceptable for {}-{index} with replicas {:?}",
+            topic.name, partition.replicas
+        )));
+    }
+    if isr == partition.isr.as_slice() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![partition_change(
+        topic,
+        partition,
+        isr.to_vec(),
+        leader,
+        leader_epoch,
+    )])
 }
 
 /// Leaders for the partitions that have none but a live broker in their ISR.

@@ -143,7 +143,7 @@ impl GroupCoordinator {
             };
             let mut position = log.with_log(|log| log.log_start_offset());
             loop {
-                let read = log.read(position, 1 << 20)?;
+                let read = log.read(position, 1 << 20, true)?;
                 let Some(slice) = read.slice else { break };
                 let bytes = slice.read_bytes().map_err(BrokerError::Io)?;
                 let mut next = position;

@@ -22,6 +22,22 @@ use crate::partition::Partition;
 const TOPIC_ID_VERSION: i16 = 13;
 /// The session epoch of a sessionless full fetch.
 const FINAL_EPOCH: i32 = -1;
+/// First version that names the fetching replica in `replica_state` (KIP-903).
+const REPLICA_STATE_VERSION: i16 = 15;
+
+/// A follower's fetch says where its log ends: that moves the high watermark, and may let it
+/// back into the ISR, which the controller is asked for.
+fn record_follower_progress(context: &Context, wanted: &[Wanted], replica: i32) {
+    let now = crate::now_ms();
+    for want in wanted {
+        let Ok(partition) = &want.target else {
+            continue;
+        };
+        if let Some(isr) = partition.follower_fetched(replica, want.fetch_offset, now) {
+            crate::cluster::request_isr_change(&context.broker, partition, isr);
+        }
+    }
+}
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -87,6 +103,14 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
             });
         }
     }
+    // A follower (a broker fetching for its replica) reads up to the log end and reports
+    // where its own log ends; a consumer reads below the high watermark.
+    let replica = if context.version >= REPLICA_STATE_VERSION {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (replica >= 0).then_some(replica);
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -94,17 +118,20 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
         let mut end_offsets: Vec<_> = wanted
             .iter()
             .filter_map(|want| {
-                want.target
-                    .as_ref()
-                    .ok()
-                    .map(|partition| partition.subscribe_end_offset())
+                want.target.as_ref().ok().map(|partition| match follower {
+                    Some(_) => partition.subscribe_end_offset(),
+                    None => partition.subscribe_high_watermark(),
+                })
             })
             .collect();
+        if let Some(replica) = follower {
+            record_follower_progress(&context, &wanted, replica);
+        }
         loop {
             for receiver in end_offsets.iter_mut() {
                 receiver.borrow_and_update();
             }
-            let reads = read_all(wanted, max_bytes).await;
+            let reads = read_all(wanted, max_bytes, follower.is_some()).await;
             let (next_wanted, partitions, total_bytes, had_error) = reads;
             wanted = next_wanted;
             let done = total_bytes >= min_bytes
@@ -147,6 +174,7 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
 async fn read_all(
     wanted: Vec<Wanted>,
     max_bytes: usize,
+    to_log_end: bool,
 ) -> (Vec<Wanted>, Vec<PartitionData>, usize, bool) {
     let result = tokio::task::spawn_blocking(move || {
         let mut remaining = max_bytes;
@@ -172,7 +200,13 @@ async fn read_all(
             // limits; later partitions only return batches that fit.
             let limit = want.partition_max_bytes.min(remaining);
             let whole_first_batch = total == 0;
-            match read_partition(partition, want.fetch_offset, limit, whole_first_batch) {
+            match read_partition(
+                partition,
+                want.fetch_offset,
+                limit,
+                whole_first_batch,
+                to_log_end,
+            ) {
                 Ok((bytes, high_watermark, log_start_offset)) => {
                     total += bytes.len();
                     remaining = remaining.saturating_sub(bytes.len());
@@ -204,12 +238,13 @@ fn read_partition(
     offset: i64,
     limit: usize,
     whole_first_batch: bool,
+    to_log_end: bool,
 ) -> Result<(Bytes, i64, i64), (ResponseError, i64, i64)> {
-    let read = match partition.read(offset, limit) {
+    let read = match partition.read(offset, limit, to_log_end) {
         Ok(read) => read,
         Err(error) => {
-            let (high_watermark, log_start) =
-                partition.with_log(|log| (log.log_end_offset(), log.log_start_offset()));
+            let high_watermark = partition.high_watermark();
+            let log_start = partition.with_log(|log| log.log_start_offset());
             if !matches!(error, LogError::OffsetOutOfRange { .. }) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "fetch read failed");
             }

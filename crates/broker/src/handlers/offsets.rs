@@ -50,8 +50,9 @@ pub fn list_offsets(context: Context, request: ListOffsetsRequest) -> Reply {
                             Err(error) => return response.with_error_code(error.code()),
                         };
                         let epoch = partition.leader_epoch();
+                        let high_watermark = partition.high_watermark();
                         let found = partition.with_log(|log| match wanted.timestamp {
-                            LATEST => Ok(Some((log.log_end_offset(), -1, epoch))),
+                            LATEST => Ok(Some((high_watermark, -1, epoch))),
                             EARLIEST | EARLIEST_LOCAL => {
                                 Ok(Some((log.log_start_offset(), -1, epoch)))
                             }
@@ -138,8 +139,8 @@ pub fn delete_records(context: Context, request: DeleteRecordsRequest) -> Reply 
                             Ok(partition) => partition,
                             Err(error) => return response.with_error_code(error.code()),
                         };
+                        let high_watermark = partition.high_watermark();
                         let result = partition.with_log(|log| {
-                            let high_watermark = log.log_end_offset();
                             let offset = if wanted.offset == -1 { high_watermark } else { wanted.offset };
                             if offset < 0 || offset > high_watermark {
                                 return Err(ResponseError::OffsetOutOfRange);

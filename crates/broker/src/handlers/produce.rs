@@ -18,6 +18,9 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
     let now = crate::now_ms();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     let mut waits: Vec<(Arc<Partition>, i64)> = Vec::new();
+    // acks=all: partitions whose in-sync replicas must all have the batch before the answer.
+    let mut replications: Vec<(Arc<Partition>, i64)> = Vec::new();
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut any_error = false;
     // Compacted topics need a key on every record, which means reading the records: the one
     // produce path that looks inside batches, and only for these topics.
@@ -58,6 +61,18 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
             } else {
                 match context.broker.logs.leader(&image, &topic.name, data.index) {
                     Err(error) => Err((error, String::new())),
+                    Ok(partition)
+                        if acks == -1
+                            && !enough_in_sync(&context, &image, &topic.name, &partition) =>
+                    {
+                        Err((
+                            ResponseError::NotEnoughReplicas,
+                            format!(
+                                "{} in-sync replicas, fewer than min.insync.replicas",
+                                partition.isr().len()
+                            ),
+                        ))
+                    }
                     Ok(partition) => {
                         let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
                         if compacted.contains(topic.name.as_str())
@@ -94,8 +109,12 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                     response.base_offset = outcome.base_offset;
                     response.log_append_time_ms = outcome.log_append_time;
                     response.log_start_offset = outcome.log_start_offset;
+                    let end = outcome.last_offset + 1;
+                    if acks == -1 && partition.high_watermark() < end {
+                        replications.push((partition.clone(), end));
+                    }
                     if outcome.needs_flush {
-                        waits.push((partition, outcome.last_offset + 1));
+                        waits.push((partition, end));
                     }
                 }
                 Err((error, message)) => {
@@ -124,21 +143,60 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
         };
     }
     let response = ProduceResponse::default().with_responses(responses);
-    if waits.is_empty() {
+    if waits.is_empty() && replications.is_empty() {
         return context.respond(&response);
     }
     Reply::Later(Box::pin(async move {
         let mut response = response;
         for (partition, offset) in waits {
             if let Err(error) = partition.wait_flushed(offset).await {
-                mark_flush_failure(&mut response, &partition, &error.to_string());
+                mark_failure(
+                    &mut response,
+                    &partition,
+                    ResponseError::KafkaStorageError,
+                    &error.to_string(),
+                );
+            }
+        }
+        for (partition, offset) in replications {
+            if let Err(error) = partition.wait_replicated(offset, timeout).await {
+                let message =
+                    format!("the in-sync replicas did not confirm offset {offset}: {error:?}");
+                mark_failure(&mut response, &partition, error, &message);
             }
         }
         context.respond(&response)
     }))
 }
 
-fn mark_flush_failure(response: &mut ProduceResponse, partition: &Partition, message: &str) {
+/// Whether a partition has at least `min.insync.replicas` in-sync replicas.
+fn enough_in_sync(
+    context: &Context,
+    image: &cauce_metadata::MetadataImage,
+    topic: &str,
+    partition: &Partition,
+) -> bool {
+    let minimum = image
+        .topic(topic)
+        .and_then(|topic| topic.configs.get("min.insync.replicas"))
+        .or_else(|| {
+            context
+                .broker
+                .logs
+                .topic_defaults()
+                .get("min.insync.replicas")
+        })
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    partition.isr().len() >= minimum
+}
+
+fn mark_failure(
+    response: &mut ProduceResponse,
+    partition: &Partition,
+    error: ResponseError,
+    message: &str,
+) {
     for topic in response
         .responses
         .iter_mut()
@@ -149,7 +207,7 @@ fn mark_flush_failure(response: &mut ProduceResponse, partition: &Partition, mes
             .iter_mut()
             .filter(|entry| entry.index == partition.index)
         {
-            entry.error_code = ResponseError::KafkaStorageError.code();
+            entry.error_code = error.code();
             entry.error_message = Some(text(message.to_string()));
         }
     }

@@ -1,0 +1,422 @@
+//! Followers: a broker that holds a replica of a partition led elsewhere fetches its data from
+//! the leader with the Fetch API, as Kafka's replica fetchers do.
+//!
+//! One fetcher task per leader broker fetches every partition this broker follows there. When
+//! it starts following a partition (or its leader epoch changes), it first asks the leader
+//! with OffsetForLeaderEpoch where its latest epoch ends, and cuts its log back to that point
+//! (KIP-101): whatever it has beyond was never committed. Then it fetches from its log end,
+//! appends the batches as they come (offsets and epochs are the leader's), and adopts the
+//! leader's high watermark. Its fetch offsets tell the leader where its log ends, which moves the
+//! leader's high watermark and decides whether it is in sync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cauce_metadata::MetadataImage;
+use cauce_protocol::kafka::messages::fetch_request::{FetchPartition, FetchTopic};
+use cauce_protocol::kafka::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use cauce_protocol::kafka::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use cauce_protocol::kafka::protocol::{Decodable, Encodable, StrBytes};
+use cauce_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::partition::Partition;
+use crate::shutdown::Shutdown;
+use crate::Broker;
+
+/// Fetch version the followers speak: topics by name, the replica id in the request body.
+const FETCH_VERSION: i16 = 12;
+/// OffsetForLeaderEpoch version the followers speak: names the replica.
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// Most bytes one replica fetch asks for over all partitions.
+const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// Pause after a failed connection or an error answer, before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// How long a request to a leader may take beyond the fetch's own wait.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A partition this broker follows, at the leader epoch it was told.
+#[derive(Clone)]
+struct Followed {
+    /// The local replica.
+    partition: Arc<Partition>,
+    /// The leader epoch of the assignment being followed.
+    leader_epoch: i32,
+}
+
+/// Follows the committed metadata images: opens and closes partitions and moves leaderships
+/// to match each one, then runs a fetcher for every leader this broker follows partitions of;
+/// until shutdown.
+pub async fn follow_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    let mut images = broker.metadata.subscribe();
+    let mut fetchers: HashMap<i32, watch::Sender<Vec<Followed>>> = HashMap::new();
+    loop {
+        let image = broker.metadata.image();
+        let syncer = broker.clone();
+        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || syncer.sync_logs()).await {
+            tracing::error!(%error, "applying the metadata image to the logs failed");
+        }
+        let wanted = followed_by_leader(&broker, &image);
+        fetchers.retain(|leader, partitions| {
+            let keep = wanted.contains_key(leader);
+            if !keep {
+                // Dropping the sender stops the fetcher.
+                partitions.send_replace(Vec::new());
+            }
+            keep
+        });
+        for (leader, (address, partitions)) in wanted {
+            match fetchers.get(&leader) {
+                Some(sender) => {
+                    sender.send_replace(partitions);
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(partitions);
+                    tokio::spawn(fetch_from(
+                        broker.clone(),
+                        leader,
+                        address,
+                        receiver,
+                        shutdown.clone(),
+                    ));
+                    fetchers.insert(leader, sender);
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            changed = images.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The partitions this broker follows, grouped by their live leader, with its address.
+fn followed_by_leader(
+    broker: &Broker,
+    image: &MetadataImage,
+) -> BTreeMap<i32, (String, Vec<Followed>)> {
+    let node_id = broker.config.node_id;
+    let mut by_leader: BTreeMap<i32, (String, Vec<Followed>)> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for assignment in &topic.partitions {
+            let leader = assignment.leader;
+            if leader == node_id || leader < 0 || !assignment.replicas.contains(&node_id) {
+                continue;
+            }
+            let (Some(registration), Some(partition)) = (
+                image.brokers.get(&leader),
+                broker.logs.partition(&topic.name, assignment.partition),
+            ) else {
+                continue;
+            };
+            let address = format!("{}:{}", registration.host, registration.port);
+            by_leader
+                .entry(leader)
+                .or_insert_with(|| (address, Vec::new()))
+                .1
+                .push(Followed {
+                    partition,
+                    leader_epoch: assignment.leader_epoch,
+                });
+        }
+    }
+    by_leader
+}
+
+/// One leader's fetcher: truncates newly followed partitions, then fetches them in a loop.
+async fn fetch_from(
+    broker: Arc<Broker>,
+    leader: i32,
+    address: String,
+    mut partitions: watch::Receiver<Vec<Followed>>,
+    mut shutdown: Shutdown,
+) {
+    // The epoch each partition was last reconciled with the leader at.
+    let mut reconciled: HashMap<(String, i32), i32> = HashMap::new();
+    let mut connection: Option<PeerConnection> = None;
+    loop {
+        let followed = partitions.borrow_and_update().clone();
+        if followed.is_empty() {
+            return;
+        }
+        let round = async {
+            let peer = match connection.as_mut() {
+                Some(peer) => peer,
+                None => connection
+                    .insert(PeerConnection::connect(&address, broker.config.node_id).await?),
+            };
+            reconcile(peer, &broker, &followed, &mut reconciled).await?;
+            fetch_once(peer, &broker, &followed).await
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.wait() => return,
+            outcome = round => outcome,
+        };
+        if let Err(error) = outcome {
+            tracing::debug!(leader, %address, %error, "replica fetch failed; retrying");
+            connection = None;
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            }
+        }
+    }
+}
+
+/// Cuts back every partition not yet reconciled at its current epoch to where the leader says
+/// its latest local epoch ends.
+async fn reconcile(
+    peer: &mut PeerConnection,
+    broker: &Broker,
+    followed: &[Followed],
+    reconciled: &mut HashMap<(String, i32), i32>,
+) -> Result<(), String> {
+    let pending: Vec<&Followed> = followed
+        .iter()
+        .filter(|each| {
+            let key = (each.partition.topic.clone(), each.partition.index);
+            reconciled.get(&key) != Some(&each.leader_epoch)
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut topics: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+    let mut asked = Vec::new();
+    for each in &pending {
+        let key = (each.partition.topic.clone(), each.partition.index);
+        match each.partition.with_log(|log| log.latest_epoch()) {
+            Some(epoch) => {
+                topics.entry(&each.partition.topic).or_default().push(
+                    OffsetForLeaderPartition::default()
+                        .with_partition(each.partition.index)
+                        .with_current_leader_epoch(each.leader_epoch)
+                        .with_leader_epoch(epoch),
+                );
+                asked.push(each);
+            }
+            // An empty log has nothing to cut.
+            None => {
+                reconciled.insert(key, each.leader_epoch);
+            }
+        }
+    }
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let response: OffsetForLeaderEpochResponse = peer
+        .call(
+            ApiKey::OffsetForLeaderEpoch,
+            OFFSET_FOR_LEADER_EPOCH_VERSION,
+            &request,
+            REQUEST_TIMEOUT,
+        )
+        .await?;
+    for topic in &response.topics {
+        for answer in &topic.partitions {
+            let Some(each) = asked.iter().find(|each| {
+                each.partition.topic == topic.topic.as_str()
+                    && each.partition.index == answer.partition
+            }) else {
+                continue;
+            };
+            if answer.error_code != 0 || answer.end_offset < 0 {
+                // Asked again at the next round; a leader that has not caught up with its
+                // election answers NOT_LEADER or an unknown epoch for a moment.
+                continue;
+            }
+            let partition = &each.partition;
+            let end = partition.log_end_offset();
+            if answer.end_offset < end {
+                tracing::info!(topic = %partition.topic, partition = partition.index, from = end, to = answer.end_offset, "follower truncating to the leader's epoch end");
+                partition
+                    .truncate_to(answer.end_offset)
+                    .map_err(|error| error.to_string())?;
+            }
+            reconciled.insert(
+                (partition.topic.clone(), partition.index),
+                each.leader_epoch,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One replica fetch for every followed partition that is reconciled; appends what comes.
+async fn fetch_once(
+    peer: &mut PeerConnection,
+    broker: &Broker,
+    followed: &[Followed],
+) -> Result<(), String> {
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for each in followed {
+        topics.entry(&each.partition.topic).or_default().push(
+            FetchPartition::default()
+                .with_partition(each.partition.index)
+                .with_current_leader_epoch(each.leader_epoch)
+                .with_fetch_offset(each.partition.log_end_offset())
+                .with_log_start_offset(-1)
+                .with_last_fetched_epoch(-1)
+                .with_partition_max_bytes(broker.config.replica_fetch_max_bytes),
+        );
+    }
+    let wait = broker.config.replica_fetch_wait_max_ms.max(0);
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_max_wait_ms(wait)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let timeout = REQUEST_TIMEOUT + Duration::from_millis(wait as u64);
+    let response: FetchResponse = peer
+        .call(ApiKey::Fetch, FETCH_VERSION, &request, timeout)
+        .await?;
+    if response.error_code != 0 {
+        return Err(format!("fetch refused with error {}", response.error_code));
+    }
+    let now = crate::now_ms();
+    let mut refused = None;
+    for topic in &response.responses {
+        for data in &topic.partitions {
+            let Some(each) = followed.iter().find(|each| {
+                each.partition.topic == topic.topic.as_str()
+                    && each.partition.index == data.partition_index
+            }) else {
+                continue;
+            };
+            let partition = &each.partition;
+            if data.error_code != 0 {
+                refused = Some(data.error_code);
+                if data.error_code == ResponseError::OffsetOutOfRange.code()
+                    && data.log_start_offset > partition.log_end_offset()
+                {
+                    // The leader deleted what this replica lacks: start where it starts.
+                    partition
+                        .reset_to(data.log_start_offset)
+                        .map_err(|error| error.to_string())?;
+                }
+                continue;
+            }
+            if let Some(records) = data.records.as_ref().filter(|records| !records.is_empty()) {
+                let mut records = BytesMut::from(records.as_ref());
+                partition
+                    .append_replicated(&mut records, now)
+                    .map_err(|error| format!("{}-{}: {error}", partition.topic, partition.index))?;
+            }
+            partition.follow_high_watermark(data.high_watermark);
+        }
+    }
+    if let Some(code) = refused {
+        // Most likely the leadership moved; the next image says where. Do not spin meanwhile.
+        tracing::debug!(code, "leader refused part of a replica fetch");
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+    Ok(())
+}
+
+/// A Kafka protocol connection from this broker to another one.
+struct PeerConnection {
+    /// The socket.
+    stream: TcpStream,
+    /// The next request's correlation id.
+    correlation_id: i32,
+    /// Sent as the client id, for the other broker's logs.
+    client_id: StrBytes,
+}
+
+impl PeerConnection {
+    async fn connect(address: &str, node_id: i32) -> Result<PeerConnection, String> {
+        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| format!("connecting to {address} timed out"))?
+            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
+        let _ = stream.set_nodelay(true);
+        Ok(PeerConnection {
+            stream,
+            correlation_id: 0,
+            client_id: StrBytes::from_string(format!("cauce-replica-{node_id}")),
+        })
+    }
+
+    /// Sends one request and reads its response, within `timeout`.
+    async fn call<Q: Encodable, R: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<R, String> {
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut frame = BytesMut::with_capacity(256);
+        frame.put_i32(0);
+        header
+            .encode(&mut frame, api_key.request_header_version(version))
+            .map_err(|error| error.to_string())?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|error| error.to_string())?;
+        let size = (frame.len() - 4) as i32;
+        frame[0..4].copy_from_slice(&size.to_be_bytes());
+        let exchange = async {
+            self.stream.write_all(&frame).await?;
+            let size = self.stream.read_i32().await?;
+            let mut body = vec![0u8; usize::try_from(size).unwrap_or(0)];
+            self.stream.read_exact(&mut body).await?;
+            Ok::<_, std::io::Error>(Bytes::from(body))
+        };
+        let mut body = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("{api_key:?} timed out"))?
+            .map_err(|error| format!("{api_key:?}: {error}"))?;
+        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
+            .map_err(|error| error.to_string())?;
+        if header.correlation_id != self.correlation_id {
+            return Err(format!(
+                "response correlation id {} does not match request {}",
+                header.correlation_id, self.correlation_id
+            ));
+        }
+        let response = R::decode(&mut body, version).map_err(|error| error.to_string())?;
+        if body.has_remaining() {
+            tracing::debug!(api = ?api_key, left = body.remaining(), "response had trailing bytes");
+        }
+        Ok(response)
+    }
+}
