@@ -20,7 +20,7 @@
 //! - `log_size_bytes{topic,partition}`, `log_segments{topic,partition}`,
 //!   `log_end_offset{topic,partition}`.
 //! - `consumer_group_lag{group,topic,partition}`: log end offset minus committed offset.
-//! - `under_replicated_partitions`: 0 on a single node.
+//! - `under_replicated_partitions`: partitions led here whose ISR lacks a replica.
 //!
 //! [`Partition`]: crate::partition::Partition
 
@@ -320,6 +320,18 @@ pub fn collect(broker: &Broker) -> Snapshot {
         active_connections: broker.metrics.active_connections.load(Ordering::Relaxed),
         ..Snapshot::default()
     };
+    // Kafka counts a partition where its leader is: the ones led here whose ISR lacks a replica.
+    let node_id = broker.config.node_id;
+    snapshot.under_replicated_partitions = broker
+        .metadata
+        .image()
+        .topics
+        .values()
+        .flat_map(|topic| &topic.partitions)
+        .filter(|partition| {
+            partition.leader == node_id && partition.isr.len() < partition.replicas.len()
+        })
+        .count() as u64;
     let mut partitions = broker.logs.all();
     partitions.sort_by(|left, right| (&left.topic, left.index).cmp(&(&right.topic, right.index)));
     for partition in &partitions {

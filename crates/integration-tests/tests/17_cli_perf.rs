@@ -158,6 +158,8 @@ fn end_to_end_latencies_are_ordered_and_the_rate_is_kept() {
             "5000",
             "--rate",
             "2000",
+            "--linger-ms",
+            "1",
         ],
     );
     let took = started.elapsed();

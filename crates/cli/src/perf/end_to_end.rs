@@ -44,6 +44,9 @@ pub struct EndToEndArgs {
     #[arg(long, value_name = "N", default_value_t = 6,
           value_parser = clap::value_parser!(i32).range(1..))]
     partitions: i32,
+    /// How long librdkafka waits to fill a batch (`linger.ms`); 0 sends each record at once.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    linger_ms: u32,
 }
 
 /// Counts records that failed for good; the consumer stops waiting for them.
@@ -97,7 +100,7 @@ pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Resu
         .set("bootstrap.servers", &connection_args.brokers)
         .set("client.id", "cauce-perf")
         .set("acks", "all")
-        .set("linger.ms", "0")
+        .set("linger.ms", args.linger_ms.to_string())
         .set(
             "message.timeout.ms",
             MESSAGE_TIMEOUT.as_millis().to_string(),
