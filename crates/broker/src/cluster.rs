@@ -120,7 +120,7 @@ impl RecordLog for QuorumLog {
 }
 
 /// Runs a future to completion from synchronous code, on a runtime thread or a blocking one.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::block_in_place(|| runtime.block_on(future))
 }

@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// Partitions of `__consumer_offsets` (`offsets.topic.num.partitions`).
     pub offsets_topic_num_partitions: i32,
+    /// Copies of each `__consumer_offsets` partition (`offsets.topic.replication.factor`); a
+    /// single node uses as many as it has brokers (one).
+    pub offsets_topic_replication_factor: i16,
     /// Segment size of `__consumer_offsets` (`offsets.topic.segment.bytes`).
     pub offsets_topic_segment_bytes: i64,
     /// How long an empty group keeps its offsets (`offsets.retention.minutes`).
@@ -109,6 +112,7 @@ impl Default for BrokerConfig {
             max_in_flight_requests_per_connection: 64,
             delete_topic_enable: true,
             offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             offsets_topic_segment_bytes: 104_857_600,
             offsets_retention_minutes: 10_080,
             offset_metadata_max_bytes: 4096,
@@ -206,6 +210,11 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         name: "offsets.topic.num.partitions",
         kind: ConfigKind::Int,
         doc: "partitions of __consumer_offsets",
+    },
+    BrokerKeyDef {
+        name: "offsets.topic.replication.factor",
+        kind: ConfigKind::Int,
+        doc: "copies of each __consumer_offsets partition",
     },
     BrokerKeyDef {
         name: "offsets.topic.segment.bytes",
@@ -368,6 +377,7 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
+            "offsets.topic.replication.factor" => self.offsets_topic_replication_factor.to_string(),
             "offsets.topic.segment.bytes" => self.offsets_topic_segment_bytes.to_string(),
             "offsets.retention.minutes" => self.offsets_retention_minutes.to_string(),
             "offset.metadata.max.bytes" => self.offset_metadata_max_bytes.to_string(),
@@ -500,6 +510,13 @@ impl BrokerConfig {
             "offsets.topic.num.partitions" => {
                 self.offsets_topic_num_partitions =
                     at_least(value, 1).ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = value
+                    .parse()
+                    .ok()
+                    .filter(|factor: &i16| *factor >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
             }
             "offsets.topic.segment.bytes" => {
                 self.offsets_topic_segment_bytes =

@@ -93,6 +93,7 @@ impl Broker {
                 heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
             },
             offsets_partitions: config.offsets_topic_num_partitions,
+            offsets_replication_factor: config.offsets_topic_replication_factor,
             offsets_retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             offsets_segment_bytes: config.offsets_topic_segment_bytes,
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,

@@ -62,7 +62,12 @@ pub async fn follow_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) {
     loop {
         let image = broker.metadata.image();
         let syncer = broker.clone();
-        if let Ok(Err(error)) = tokio::task::spawn_blocking(move || syncer.sync_logs()).await {
+        let synced = tokio::task::spawn_blocking(move || {
+            syncer.sync_logs()?;
+            syncer.groups.follow_leadership(&syncer)
+        })
+        .await;
+        if let Ok(Err(error)) = synced {
             tracing::error!(%error, "applying the metadata image to the logs failed");
         }
         let wanted = followed_by_leader(&broker, &image);

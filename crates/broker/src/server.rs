@@ -85,7 +85,7 @@ impl Server {
         let opener = broker.clone();
         tokio::task::spawn_blocking(move || {
             opener.sync_logs()?;
-            opener.groups.load(&opener)
+            opener.groups.follow_leadership(&opener)
         })
         .await
         .expect("log opening panicked")?;

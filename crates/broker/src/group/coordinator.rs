@@ -5,7 +5,7 @@
 //! partition of the group (Kafka's key/value formats, see [`super::records`]) before the client
 //! is answered, and are replayed at startup, so groups and offsets survive a restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,6 +32,8 @@ use crate::{now_ms, Broker, BrokerError};
 
 /// The internal topic that stores offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How long a coordinator write waits for the in-sync replicas.
+const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Offsets of one group by (topic, partition).
 pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
@@ -53,6 +55,8 @@ pub struct CoordinatorSettings {
     pub consumer_limits: ConsumerGroupLimits,
     /// `offsets.topic.num.partitions`.
     pub offsets_partitions: i32,
+    /// `offsets.topic.replication.factor`.
+    pub offsets_replication_factor: i16,
     /// `offsets.retention.minutes`, in ms: how long an empty group's offsets are kept.
     pub offsets_retention_ms: i64,
     /// `offsets.topic.segment.bytes`.
@@ -87,6 +91,12 @@ pub struct GroupCoordinator {
     waiters: Mutex<HashMap<u64, Waiter>>,
     /// Source of tokens for parked requests.
     next_token: AtomicU64,
+    /// The `__consumer_offsets` partitions this coordinator serves: this broker leads them and
+    /// their groups are loaded. Groups of other partitions are another broker's.
+    owned: Mutex<HashSet<i32>>,
+    /// Held while `__consumer_offsets` is created and its partitions replayed, so that no
+    /// request sees the new topic before this broker serves it.
+    offsets_topic_creation: Mutex<()>,
 }
 
 impl GroupCoordinator {
@@ -99,6 +109,8 @@ impl GroupCoordinator {
             offsets: Mutex::new(HashMap::new()),
             waiters: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            owned: Mutex::new(HashSet::new()),
+            offsets_topic_creation: Mutex::new(()),
         }
     }
 
@@ -107,15 +119,48 @@ impl GroupCoordinator {
         &self.settings
     }
 
+    /// The `__consumer_offsets` partition that holds a group.
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        partition_for_group(group_id, self.settings.offsets_partitions)
+    }
+
+    /// Whether this broker coordinates the group (leads its partition and has loaded it). A
+    /// single node coordinates every group, even before `__consumer_offsets` exists.
+    pub fn owns(&self, broker: &Broker, group_id: &str) -> bool {
+        if self.owned.lock().contains(&self.partition_of(group_id)) {
+            return true;
+        }
+        broker.quorum.is_none() && broker.metadata.image().topic(OFFSETS_TOPIC).is_none()
+    }
+
     /// Creates `__consumer_offsets` if it does not exist yet (blocking: it writes metadata).
+    /// A cluster waits until `offsets.topic.replication.factor` brokers are live, as Kafka
+    /// does; a single node keeps one copy.
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
-        if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
+        let _creation = self.offsets_topic_creation.lock();
+        let image = broker.metadata.image();
+        if image.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
+        let live = image
+            .brokers
+            .values()
+            .filter(|broker| !broker.fenced)
+            .count();
+        let wanted = self.settings.offsets_replication_factor.max(1);
+        let replication_factor = if broker.quorum.is_none() {
+            wanted.min(live.max(1) as i16)
+        } else if (live as i16) < wanted {
+            return Err(BrokerError::Config(format!(
+                "{OFFSETS_TOPIC} needs {wanted} live brokers (offsets.topic.replication.factor), found {live}"
+            )));
+        } else {
+            wanted
+        };
         let request = TopicRequest {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: self.settings.offsets_partitions,
-            replication_factor: 1,
+            replication_factor,
             assignments: Vec::new(),
             configs: BTreeMap::from([
                 ("cleanup.policy".to_string(), "compact".to_string()),
@@ -129,15 +174,52 @@ impl GroupCoordinator {
             Ok(_) | Err(cauce_metadata::MetadataError::TopicAlreadyExists(_)) => {}
             Err(error) => return Err(error.into()),
         }
-        broker.sync_logs()
+        broker.sync_logs()?;
+        self.follow_leadership(broker)
     }
 
-    /// Replays `__consumer_offsets` into memory; run once at startup.
-    pub fn load(&self, broker: &Broker) -> Result<(), BrokerError> {
+    /// Serves the `__consumer_offsets` partitions this broker leads now: replays those it has
+    /// come to lead (at startup, or after another broker failed) and forgets the groups of those
+    /// it no longer leads. Blocking: it reads logs.
+    pub fn follow_leadership(&self, broker: &Broker) -> Result<(), BrokerError> {
+        let led: HashSet<i32> = (0..self.settings.offsets_partitions)
+            .filter(|index| {
+                broker
+                    .logs
+                    .partition(OFFSETS_TOPIC, *index)
+                    .is_some_and(|partition| partition.is_leader())
+            })
+            .collect();
+        let owned = self.owned.lock().clone();
+        let lost: HashSet<i32> = owned.difference(&led).copied().collect();
+        let gained: Vec<i32> = led.difference(&owned).copied().collect();
+        if !lost.is_empty() {
+            self.unload(&lost);
+        }
+        if !gained.is_empty() {
+            self.load(broker, &gained)?;
+        }
+        *self.owned.lock() = led;
+        Ok(())
+    }
+
+    /// Forgets the groups held in `partitions`, which another broker now coordinates.
+    fn unload(&self, partitions: &HashSet<i32>) {
+        let theirs = |group_id: &String| partitions.contains(&self.partition_of(group_id));
+        self.groups.lock().retain(|group_id, _| !theirs(group_id));
+        self.consumer_groups
+            .lock()
+            .retain(|group_id, _| !theirs(group_id));
+        self.offsets.lock().retain(|group_id, _| !theirs(group_id));
+        tracing::info!(partitions = ?partitions, "stopped coordinating the groups of these {OFFSETS_TOPIC} partitions");
+    }
+
+    /// Replays `partitions` of `__consumer_offsets` into memory.
+    fn load(&self, broker: &Broker, partitions: &[i32]) -> Result<(), BrokerError> {
         let now = now_ms();
         let mut persisted_groups: HashMap<String, Option<PersistedGroup>> = HashMap::new();
         let mut offsets = self.offsets.lock();
-        for partition in 0..self.settings.offsets_partitions {
+        for &partition in partitions {
             let Some(log) = broker.logs.partition(OFFSETS_TOPIC, partition) else {
                 continue;
             };
@@ -225,7 +307,11 @@ impl GroupCoordinator {
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id, now));
         }
-        tracing::info!(groups = groups.len(), "consumer groups loaded");
+        tracing::info!(
+            groups = groups.len(),
+            partitions = partitions.len(),
+            "consumer groups loaded"
+        );
         Ok(())
     }
 
@@ -296,7 +382,17 @@ impl GroupCoordinator {
         let batch = build_batch(0, &new_records, &BatchOptions::default())
             .map_err(|error| BrokerError::Config(error.to_string()))?;
         let mut bytes = BytesMut::from(&batch[..]);
-        partition.append(&mut bytes, now)?;
+        let outcome = partition.append(&mut bytes, now)?;
+        // Like Kafka's coordinator, write with acks=all: a commit answered before the other
+        // in-sync replicas have it could be lost if this broker failed.
+        let end = outcome.last_offset + 1;
+        if partition.high_watermark() < end {
+            crate::cluster::block_on(partition.wait_replicated(end, REPLICATION_TIMEOUT)).map_err(
+                |error| {
+                    BrokerError::Config(format!("{OFFSETS_TOPIC} write not replicated: {error:?}"))
+                },
+            )?;
+        }
         Ok(())
     }
 

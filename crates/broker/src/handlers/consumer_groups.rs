@@ -19,10 +19,15 @@ use crate::errors::consumer_group_error_code;
 use crate::group::consumer_group::{self, HeartbeatRequest};
 
 pub fn consumer_group_heartbeat(context: Context, request: ConsumerGroupHeartbeatRequest) -> Reply {
-    if request.group_id.is_empty() {
+    if let Some(error) = super::groups::group_refusal(&context.broker, &request.group_id) {
+        let message = if error == ResponseError::InvalidGroupId {
+            "the group id is empty"
+        } else {
+            "this broker does not coordinate the group"
+        };
         let response = ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(ResponseError::InvalidGroupId.code())
-            .with_error_message(Some(text("the group id is empty")));
+            .with_error_code(error.code())
+            .with_error_message(Some(text(message)));
         return context.respond(&response);
     }
     let mut member_id = request.member_id.to_string();

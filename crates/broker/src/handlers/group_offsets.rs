@@ -18,6 +18,7 @@ use cauce_protocol::kafka::messages::{
 };
 use cauce_protocol::ResponseError;
 
+use super::groups::group_refusal;
 use super::{text, Context, Reply};
 use crate::errors::group_error_code;
 use crate::group::records::CommittedOffset;
@@ -64,8 +65,10 @@ pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
         let group_verdict = if request.group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
         } else if let Err(error) = broker.groups.ensure_offsets_topic(broker) {
-            tracing::error!(%error, "creating __consumer_offsets failed");
+            tracing::warn!(%error, "__consumer_offsets is not available");
             Err(ResponseError::CoordinatorNotAvailable)
+        } else if let Some(error) = group_refusal(broker, &request.group_id) {
+            Err(error)
         } else {
             broker
                 .groups
@@ -156,8 +159,8 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
             .map(|group| {
                 let answer =
                     OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
-                if group.group_id.is_empty() {
-                    return answer.with_error_code(ResponseError::InvalidGroupId.code());
+                if let Some(error) = group_refusal(&context.broker, &group.group_id) {
+                    return answer.with_error_code(error.code());
                 }
                 let wanted = group.topics.as_ref().map(|topics| {
                     topics
@@ -192,10 +195,8 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
             .collect();
         return context.respond(&OffsetFetchResponse::default().with_groups(answers));
     }
-    if request.group_id.is_empty() {
-        return context.respond(
-            &OffsetFetchResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
-        );
+    if let Some(error) = group_refusal(&context.broker, &request.group_id) {
+        return context.respond(&OffsetFetchResponse::default().with_error_code(error.code()));
     }
     let wanted = request.topics.as_ref().map(|topics| {
         topics
@@ -228,9 +229,8 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
 
 pub fn offset_delete(context: Context, request: OffsetDeleteRequest) -> Reply {
     context.respond_blocking(move |context| {
-        if request.group_id.is_empty() {
-            return OffsetDeleteResponse::default()
-                .with_error_code(ResponseError::InvalidGroupId.code());
+        if let Some(error) = group_refusal(&context.broker, &request.group_id) {
+            return OffsetDeleteResponse::default().with_error_code(error.code());
         }
         let partitions: Vec<(String, i32)> = request
             .topics

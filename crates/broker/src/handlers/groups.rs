@@ -19,7 +19,9 @@ use cauce_protocol::ResponseError;
 
 use super::{text, Context, Reply};
 use crate::errors::group_error_code;
+use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::group::state::JoinRequest;
+use crate::Broker;
 
 /// FindCoordinator key type of consumer groups; 1 is transactions.
 const GROUP_KEY_TYPE: i8 = 0;
@@ -37,6 +39,28 @@ fn valid_group_id(group_id: &str) -> bool {
     !group_id.is_empty()
 }
 
+/// Why this broker cannot serve a request for the group: an empty id, or the group is
+/// coordinated elsewhere (or its partition is still loading here).
+pub fn group_refusal(broker: &Broker, group_id: &str) -> Option<ResponseError> {
+    if !valid_group_id(group_id) {
+        Some(ResponseError::InvalidGroupId)
+    } else if broker.groups.owns(broker, group_id) {
+        None
+    } else {
+        let index = broker.groups.partition_of(group_id);
+        let leads = broker
+            .logs
+            .partition(OFFSETS_TOPIC, index)
+            .is_some_and(|partition| partition.is_leader());
+        // Led here but not replayed yet: the client retries soon rather than looking elsewhere.
+        Some(if leads {
+            ResponseError::CoordinatorLoadInProgress
+        } else {
+            ResponseError::NotCoordinator
+        })
+    }
+}
+
 pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Reply {
     context.respond_blocking(move |context| {
         let keys: Vec<String> = if context.version >= BATCHED_FIND_COORDINATOR_VERSION {
@@ -48,7 +72,6 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
         } else {
             vec![request.key.to_string()]
         };
-        let (host, port) = context.broker.config.advertised_address();
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
             .map(|key| {
@@ -72,16 +95,31 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
                     return refused(ResponseError::InvalidGroupId, "the group id is empty");
                 }
                 if let Err(error) = context.broker.groups.ensure_offsets_topic(&context.broker) {
-                    tracing::error!(%error, "creating __consumer_offsets failed");
+                    tracing::warn!(%error, "__consumer_offsets is not available");
                     return refused(
                         ResponseError::CoordinatorNotAvailable,
                         "the offsets topic is not available",
                     );
                 }
-                coordinator
-                    .with_node_id(BrokerId(context.broker.config.node_id))
-                    .with_host(text(host.clone()))
-                    .with_port(port as i32)
+                // The coordinator is the leader of the group's offsets partition.
+                let image = context.broker.metadata.image();
+                let index = context.broker.groups.partition_of(&key) as usize;
+                let leader = image
+                    .topic(OFFSETS_TOPIC)
+                    .and_then(|topic| topic.partitions.get(index))
+                    .map(|partition| partition.leader)
+                    .and_then(|leader| image.brokers.get(&leader))
+                    .filter(|registration| !registration.fenced);
+                match leader {
+                    Some(registration) => coordinator
+                        .with_node_id(BrokerId(registration.broker_id))
+                        .with_host(text(registration.host.clone()))
+                        .with_port(registration.port),
+                    None => refused(
+                        ResponseError::CoordinatorNotAvailable,
+                        "the group's offsets partition has no leader",
+                    ),
+                }
             })
             .collect();
         if context.version >= BATCHED_FIND_COORDINATOR_VERSION {
@@ -109,12 +147,8 @@ pub fn join_group(context: Context, request: JoinGroupRequest) -> Reply {
         }
         context.respond(&response)
     };
-    if !valid_group_id(&group_id) {
-        return refuse(
-            &context,
-            ResponseError::InvalidGroupId,
-            request.member_id.to_string(),
-        );
+    if let Some(error) = group_refusal(&context.broker, &group_id) {
+        return refuse(&context, error, request.member_id.to_string());
     }
     let join = JoinRequest {
         member_id: request.member_id.to_string(),
@@ -195,10 +229,8 @@ pub fn join_group(context: Context, request: JoinGroupRequest) -> Reply {
 
 pub fn sync_group(context: Context, request: SyncGroupRequest) -> Reply {
     let group_id = request.group_id.to_string();
-    if !valid_group_id(&group_id) {
-        return context.respond(
-            &SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
-        );
+    if let Some(error) = group_refusal(&context.broker, &group_id) {
+        return context.respond(&SyncGroupResponse::default().with_error_code(error.code()));
     }
     let assignments = request
         .assignments
@@ -239,7 +271,9 @@ pub fn sync_group(context: Context, request: SyncGroupRequest) -> Reply {
 }
 
 pub fn heartbeat(context: Context, request: HeartbeatRequest) -> Reply {
-    let result = if valid_group_id(&request.group_id) {
+    let result = if let Some(error) = group_refusal(&context.broker, &request.group_id) {
+        Err(error)
+    } else {
         context
             .broker
             .groups
@@ -251,18 +285,14 @@ pub fn heartbeat(context: Context, request: HeartbeatRequest) -> Reply {
                 request.generation_id,
             )
             .map_err(group_error_code)
-    } else {
-        Err(ResponseError::InvalidGroupId)
     };
     let code = result.err().map_or(0, |error| error.code());
     context.respond(&HeartbeatResponse::default().with_error_code(code))
 }
 
 pub fn leave_group(context: Context, request: LeaveGroupRequest) -> Reply {
-    if !valid_group_id(&request.group_id) {
-        return context.respond(
-            &LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code()),
-        );
+    if let Some(error) = group_refusal(&context.broker, &request.group_id) {
+        return context.respond(&LeaveGroupResponse::default().with_error_code(error.code()));
     }
     let batched = context.version >= BATCHED_LEAVE_VERSION;
     let members: Vec<(String, Option<String>)> = if batched {
@@ -349,8 +379,8 @@ pub fn describe_groups(context: Context, request: DescribeGroupsRequest) -> Repl
             let described = DescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(i32::MIN);
-            if !valid_group_id(group_id) {
-                return described.with_error_code(ResponseError::InvalidGroupId.code());
+            if let Some(error) = group_refusal(&context.broker, group_id) {
+                return described.with_error_code(error.code());
             }
             let Some(description) = context.broker.groups.describe(group_id) else {
                 // Kafka describes an unknown group as a dead one, without an error.
@@ -391,14 +421,13 @@ pub fn delete_groups(context: Context, request: DeleteGroupsRequest) -> Reply {
             .groups_names
             .iter()
             .map(|group_id| {
-                let result = if valid_group_id(group_id) {
-                    context
+                let result = match group_refusal(&context.broker, group_id) {
+                    Some(error) => Err(error),
+                    None => context
                         .broker
                         .groups
                         .delete(&context.broker, group_id)
-                        .map_err(group_error_code)
-                } else {
-                    Err(ResponseError::InvalidGroupId)
+                        .map_err(group_error_code),
                 };
                 delete_groups_response::DeletableGroupResult::default()
                     .with_group_id(group_id.clone())

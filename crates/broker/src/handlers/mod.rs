@@ -12,6 +12,7 @@ mod consumer_groups;
 mod fetch;
 mod group_offsets;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -227,6 +228,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::CreatePartitions => route!(topics::create_partitions),
         ApiKey::IncrementalAlterConfigs => route!(configs::incremental_alter_configs),
         ApiKey::DescribeCluster => route!(cluster::describe_cluster),
+        ApiKey::DescribeLogDirs => route!(log_dirs::describe_log_dirs),
         ApiKey::DescribeQuorum => route!(cluster::describe_quorum),
         ApiKey::FindCoordinator => route!(groups::find_coordinator),
         ApiKey::JoinGroup => route!(groups::join_group),
