@@ -231,8 +231,15 @@ pub fn request_isr_change(broker: &Arc<Broker>, partition: &Arc<Partition>, isr:
     let broker = broker.clone();
     let partition = partition.clone();
     tokio::task::spawn_blocking(move || {
-        if let Err(error) = broker.metadata.execute(command) {
-            tracing::info!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
+        match broker.metadata.execute(command) {
+            Ok(_) => {}
+            // A returning broker stays out until it is unfenced; asked again on a later fetch.
+            Err(error @ cauce_metadata::MetadataError::StaleLeadership(_)) => {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused")
+            }
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "ISR change failed")
+            }
         }
         partition.end_isr_change();
     });

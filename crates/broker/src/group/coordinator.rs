@@ -32,6 +32,15 @@ use crate::{now_ms, Broker, BrokerError};
 
 /// The internal topic that stores offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How far a coordinator write must reach before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replication {
+    /// This broker's log (the leader's).
+    Leader,
+    /// Every in-sync replica, as `acks=all`.
+    InSync,
+}
+
 /// How long a coordinator write waits for the in-sync replicas.
 const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -344,10 +353,13 @@ impl GroupCoordinator {
                         "group changed"
                     );
                     let value = group_value(&persisted(group));
+                    // Not waiting for the other replicas here: this runs under the groups' lock,
+                    // and a lost membership record only costs a rebalance.
                     if let Err(error) = self.append(
                         broker,
                         &group.group_id,
                         vec![(group_key(&group.group_id), Some(value))],
+                        Replication::Leader,
                     ) {
                         tracing::error!(group = %group.group_id, %error, "persisting group metadata failed");
                     }
@@ -356,12 +368,15 @@ impl GroupCoordinator {
         }
     }
 
-    /// Appends records to the group's partition of `__consumer_offsets`.
+    /// Appends records to the group's partition of `__consumer_offsets`, waiting for the
+    /// in-sync replicas when asked to. Never call with [`Replication::InSync`] while holding a
+    /// lock that request handlers take: the wait needs the reactor to make progress.
     fn append(
         &self,
         broker: &Broker,
         group_id: &str,
         entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        replication: Replication,
     ) -> Result<(), BrokerError> {
         let partition_index = partition_for_group(group_id, self.settings.offsets_partitions);
         let Some(partition) = broker.logs.partition(OFFSETS_TOPIC, partition_index) else {
@@ -386,7 +401,7 @@ impl GroupCoordinator {
         // Like Kafka's coordinator, write with acks=all: a commit answered before the other
         // in-sync replicas have it could be lost if this broker failed.
         let end = outcome.last_offset + 1;
-        if partition.high_watermark() < end {
+        if replication == Replication::InSync && partition.high_watermark() < end {
             crate::cluster::block_on(partition.wait_replicated(end, REPLICATION_TIMEOUT)).map_err(
                 |error| {
                     BrokerError::Config(format!("{OFFSETS_TOPIC} write not replicated: {error:?}"))
@@ -596,7 +611,7 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        if let Err(error) = self.append(broker, group_id, entries) {
+        if let Err(error) = self.append(broker, group_id, entries, Replication::InSync) {
             tracing::error!(group = %group_id, %error, "storing committed offsets failed");
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -741,7 +756,7 @@ impl GroupCoordinator {
             .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None))
             .collect();
         entries.push((group_key(group_id), None));
-        self.append(broker, group_id, entries)?;
+        self.append(broker, group_id, entries, Replication::InSync)?;
         self.offsets.lock().remove(group_id);
         let now = now_ms();
         let mut groups = self.groups.lock();
@@ -794,7 +809,7 @@ impl GroupCoordinator {
             }
         }
         if !tombstones.is_empty() {
-            self.append(broker, group_id, tombstones)
+            self.append(broker, group_id, tombstones, Replication::InSync)
                 .map_err(|_| GroupError::CoordinatorNotAvailable)?;
             let mut offsets = self.offsets.lock();
             if let Some(group_offsets) = offsets.get_mut(group_id) {
