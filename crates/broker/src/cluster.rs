@@ -179,7 +179,12 @@ async fn heartbeats(broker: Arc<Broker>, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = timer.tick() => registered = heartbeat_once(&broker, registered).await,
+            _ = timer.tick() => {
+                if broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                registered = heartbeat_once(&broker, registered).await;
+            }
         }
     }
 }
@@ -212,6 +217,53 @@ async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
                 }
             }
         }
+    }
+}
+
+/// Kafka's controlled shutdown: asks the active controller to move this broker's leaderships
+/// to other in-sync replicas, and waits (at most `timeout`) until the image shows it leads
+/// nothing that another broker could lead.
+pub async fn controlled_shutdown(broker: &Arc<Broker>, timeout: Duration) {
+    let node_id = broker.config.node_id;
+    let runner = broker.clone();
+    let asked = tokio::task::spawn_blocking(move || {
+        runner
+            .metadata
+            .execute(MetadataCommand::ControlledShutdown { broker_id: node_id })
+    });
+    match tokio::time::timeout(timeout, asked).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(%error, "controlled shutdown refused; stopping anyway");
+            return;
+        }
+        _ => {
+            tracing::warn!("controlled shutdown did not finish in time; stopping anyway");
+            return;
+        }
+    }
+    let mut images = broker.metadata.subscribe();
+    let moved = async {
+        loop {
+            let image = images.borrow_and_update().clone();
+            let still_leading = image.topics.values().any(|topic| {
+                topic.partitions.iter().any(|partition| {
+                    partition.leader == node_id
+                        && partition.isr.iter().any(|replica| *replica != node_id)
+                })
+            });
+            if !still_leading {
+                return;
+            }
+            if images.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(timeout, moved).await.is_err() {
+        tracing::warn!("leaderships did not move in time; stopping anyway");
+    } else {
+        tracing::info!("controlled shutdown: leaderships moved to other brokers");
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Broker {
     pub metrics: metrics::BrokerMetrics,
     /// This node's member of the controller quorum; `None` for a single node.
     pub quorum: Option<cauce_metadata::quorum::Quorum>,
+    /// Set once shutdown begins: the broker stops heartbeating, so that a controlled shutdown
+    /// is not undone by its own next heartbeat.
+    pub stopping: std::sync::atomic::AtomicBool,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
 }
@@ -106,6 +109,7 @@ impl Broker {
             groups,
             metrics: metrics::BrokerMetrics::default(),
             quorum,
+            stopping: std::sync::atomic::AtomicBool::new(false),
             producer_ids: Mutex::new(0..0),
         })
     }

@@ -15,6 +15,8 @@ use crate::cluster::QuorumLog;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::{now_ms, Broker, BrokerConfig, BrokerError};
 
+/// How long a stopping cluster node waits for its leaderships to move.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long connections get to answer in-flight requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often partitions are checked for a due `flush.ms`.
@@ -159,6 +161,12 @@ impl Server {
             }
         }
         tracing::info!("shutting down");
+        broker
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        if quorum.is_some() {
+            crate::cluster::controlled_shutdown(&broker, CONTROLLED_SHUTDOWN_TIMEOUT).await;
+        }
         drop(listener);
         trigger.trigger();
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

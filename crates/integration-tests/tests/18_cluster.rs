@@ -106,3 +106,46 @@ fn killing_the_controller_keeps_the_metadata_and_moves_the_dead_brokers_leadersh
     );
     assert_eq!(partitions_of(&metadata, "after").unwrap().len(), 2);
 }
+
+#[test]
+fn a_stopping_broker_hands_its_leaderships_over_before_it_goes() {
+    // A session long enough that only the controlled shutdown can move leaders in time.
+    let mut cluster = Cluster::start(
+        3,
+        "broker.heartbeat.interval.ms = 300\nbroker.session.timeout.ms = 60000\n",
+    );
+    cluster.wait_for_brokers(1, &[1, 2, 3]);
+    assert_eq!(cluster.create_topic(1, "handed-over", 6, 3), 0);
+    cluster.wait_for_metadata(1, Duration::from_secs(10), "topic", |metadata| {
+        partitions_of(metadata, "handed-over").is_some()
+    });
+    let stopped_at = std::time::Instant::now();
+    assert!(cluster.node(2).stop().success(), "clean exit");
+    let metadata =
+        cluster.wait_for_metadata(1, Duration::from_secs(5), "leaders moved off 2", |m| {
+            live_brokers(m) == [1, 3]
+                && partitions_of(m, "handed-over").is_some_and(|partitions| {
+                    partitions
+                        .values()
+                        .all(|view| view.leader != 2 && !view.isr.contains(&2))
+                })
+        });
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        stopped_at.elapsed()
+    );
+    let partitions = partitions_of(&metadata, "handed-over").unwrap();
+    assert!(
+        partitions.values().all(|view| view.leader > 0),
+        "{partitions:?}"
+    );
+
+    // Back again, it heartbeats, is unfenced and rejoins the ISRs as it catches up.
+    cluster.node(2).restart();
+    cluster.wait_for_metadata(1, Duration::from_secs(30), "2 back in every ISR", |m| {
+        live_brokers(m) == [1, 2, 3]
+            && partitions_of(m, "handed-over")
+                .is_some_and(|partitions| partitions.values().all(|view| view.isr.contains(&2)))
+    });
+}

@@ -48,6 +48,10 @@ pub enum MetadataCommand {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A broker is about to stop (Kafka's controlled shutdown): it is fenced now, leaving the
+    /// ISRs and handing its leaderships to live in-sync replicas, so that clients move before
+    /// it goes rather than after its session times out.
+    ControlledShutdown { broker_id: i32 },
     /// A broker is alive; a fenced one is unfenced and may lead again.
     BrokerHeartbeat { broker_id: i32 },
     /// Register a broker at the address clients reach it at.

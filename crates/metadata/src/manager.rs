@@ -257,6 +257,16 @@ impl MetadataManager {
                 )?;
                 Ok((records, CommandOutcome::Done))
             }
+            MetadataCommand::ControlledShutdown { broker_id } => {
+                if !image.brokers.contains_key(broker_id) {
+                    return Ok((Vec::new(), CommandOutcome::Done));
+                }
+                let mut records = vec![MetadataRecord::FenceBroker {
+                    broker_id: *broker_id,
+                }];
+                records.extend(move_leadership_away(image, *broker_id));
+                Ok((records, CommandOutcome::Done))
+            }
             MetadataCommand::BrokerHeartbeat { broker_id } => {
                 self.heartbeats
                     .lock()
@@ -447,6 +457,12 @@ fn log_change(command: &MetadataCommand) {
         } => tracing::info!(%topic_id, partition, ?isr, "ISR changed"),
         MetadataCommand::BrokerHeartbeat { broker_id } => {
             tracing::info!(broker = broker_id, "broker unfenced")
+        }
+        MetadataCommand::ControlledShutdown { broker_id } => {
+            tracing::info!(
+                broker = broker_id,
+                "broker shutting down: leaderships moved away"
+            )
         }
         MetadataCommand::RegisterBroker {
             broker_id,
