@@ -167,6 +167,7 @@ pub async fn run_membership(broker: Arc<Broker>, shutdown: Shutdown) {
         heartbeats(broker.clone(), shutdown.clone()),
         fencing(broker.clone(), shutdown.clone()),
         shrink_lagging_isrs(broker.clone(), shutdown.clone()),
+        restore_preferred_leaders(broker.clone(), shutdown.clone()),
         crate::replication::follow_leaders(broker, shutdown),
     );
 }
@@ -312,6 +313,37 @@ async fn shrink_lagging_isrs(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     if let Some(isr) = partition.wanted_isr(now, max_lag) {
                         request_isr_change(&broker, &partition, isr);
                     }
+                }
+            }
+        }
+    }
+}
+
+/// While this node is the active controller, gives leaderships back to preferred replicas
+/// every `leader.imbalance.check.interval.seconds` (`auto.leader.rebalance.enable`).
+async fn restore_preferred_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) {
+    if !broker.config.auto_leader_rebalance_enable {
+        return;
+    }
+    let period = Duration::from_secs(broker.config.leader_imbalance_check_interval_seconds);
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = timer.tick() => {
+                if !broker.metadata.is_active() {
+                    continue;
+                }
+                let controller = broker.clone();
+                let elected = tokio::task::spawn_blocking(move || {
+                    controller.metadata.execute(MetadataCommand::ElectLeaders {
+                        unclean: false,
+                        partitions: None,
+                    })
+                })
+                .await;
+                if let Ok(Err(error)) = elected {
+                    tracing::warn!(%error, "restoring preferred leaders failed");
                 }
             }
         }

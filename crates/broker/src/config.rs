@@ -90,6 +90,11 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: i32,
     /// Bytes a follower asks for per partition (`replica.fetch.max.bytes`).
     pub replica_fetch_max_bytes: i32,
+    /// Whether the active controller gives leaderships back to preferred replicas
+    /// (`auto.leader.rebalance.enable`).
+    pub auto_leader_rebalance_enable: bool,
+    /// How often it looks (`leader.imbalance.check.interval.seconds`).
+    pub leader_imbalance_check_interval_seconds: u64,
 }
 
 /// The log filter by default: Cauce's events at info; the raft library's own lines are left
@@ -134,6 +139,8 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
         }
     }
 }
@@ -311,6 +318,16 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         kind: ConfigKind::Int,
         doc: "bytes a follower fetches per partition",
     },
+    BrokerKeyDef {
+        name: "auto.leader.rebalance.enable",
+        kind: ConfigKind::Boolean,
+        doc: "whether leaderships go back to preferred replicas",
+    },
+    BrokerKeyDef {
+        name: "leader.imbalance.check.interval.seconds",
+        kind: ConfigKind::Long,
+        doc: "how often preferred leaders are restored",
+    },
 ];
 
 impl BrokerConfig {
@@ -367,6 +384,10 @@ impl BrokerConfig {
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds.to_string()
+            }
             "advertised.listeners" => format!("PLAINTEXT://{host}:{port}"),
             "log.dirs" => self.data_dir.display().to_string(),
             "auto.create.topics.enable" => self.auto_create_topics.to_string(),
@@ -443,6 +464,17 @@ impl BrokerConfig {
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "auto.leader.rebalance.enable" => {
+                self.auto_leader_rebalance_enable =
+                    value.parse().map_err(|_| bad("true or false"))?
+            }
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|seconds: &u64| *seconds >= 1)
+                    .ok_or_else(|| bad("a number of seconds of at least 1"))?
             }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max_ms = value.parse().map_err(|_| bad("milliseconds"))?

@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use cauce_integration_tests::cluster::{live_brokers, partitions_of, Cluster, FAST_MEMBERSHIP};
+use cauce_integration_tests::raw::topic_name;
 use cauce_integration_tests::raw::{
     produce_batch_to_partition_zero, record_batch_of_values_stamped_now,
 };
 use cauce_integration_tests::RawClient;
 use cauce_protocol::ResponseError;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse};
 
 #[test]
 fn three_voters_elect_a_controller_and_every_node_can_create_spread_topics() {
@@ -112,7 +115,8 @@ fn a_stopping_broker_hands_its_leaderships_over_before_it_goes() {
     // A session long enough that only the controlled shutdown can move leaders in time.
     let mut cluster = Cluster::start(
         3,
-        "broker.heartbeat.interval.ms = 300\nbroker.session.timeout.ms = 60000\n",
+        "broker.heartbeat.interval.ms = 300\nbroker.session.timeout.ms = 60000\n\
+         leader.imbalance.check.interval.seconds = 1\n",
     );
     cluster.wait_for_brokers(1, &[1, 2, 3]);
     assert_eq!(cluster.create_topic(1, "handed-over", 6, 3), 0);
@@ -141,11 +145,42 @@ fn a_stopping_broker_hands_its_leaderships_over_before_it_goes() {
         "{partitions:?}"
     );
 
-    // Back again, it heartbeats, is unfenced and rejoins the ISRs as it catches up.
+    // Back again, it heartbeats, is unfenced, rejoins the ISRs as it catches up, and gets back
+    // the leaderships it is the preferred replica of.
     cluster.node(2).restart();
-    cluster.wait_for_metadata(1, Duration::from_secs(30), "2 back in every ISR", |m| {
-        live_brokers(m) == [1, 2, 3]
-            && partitions_of(m, "handed-over")
-                .is_some_and(|partitions| partitions.values().all(|view| view.isr.contains(&2)))
-    });
+    cluster.wait_for_metadata(
+        1,
+        Duration::from_secs(30),
+        "2 back and leading again",
+        |m| {
+            live_brokers(m) == [1, 2, 3]
+                && partitions_of(m, "handed-over").is_some_and(|partitions| {
+                    partitions
+                        .values()
+                        .all(|view| view.isr.contains(&2) && view.leader == view.replicas[0])
+                })
+        },
+    );
+    // Every partition has its preferred leader: an explicit election has nothing to do.
+    let mut client = RawClient::connect(cluster.node(3).address);
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(topic_name("handed-over"))
+            .with_partitions(vec![0, 1, 7])]));
+    let response: ElectLeadersResponse = client.call(ApiKey::ElectLeaders, 2, &request);
+    let codes: Vec<(i32, i16)> = response.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|result| (result.partition_id, result.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (0, ResponseError::ElectionNotNeeded.code()),
+            (1, ResponseError::ElectionNotNeeded.code()),
+            (7, ResponseError::UnknownTopicOrPartition.code()),
+        ]
+    );
 }

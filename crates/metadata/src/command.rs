@@ -48,6 +48,13 @@ pub enum MetadataCommand {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Elect leaders (ElectLeaders, KIP-460): the preferred replica (the first one) where it is
+    /// live and in sync, or, unclean, any live replica of a partition that has no leader.
+    /// `None` means every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
     /// A broker is about to stop (Kafka's controlled shutdown): it is fenced now, leaving the
     /// ISRs and handing its leaderships to live in-sync replicas, so that clients move before
     /// it goes rather than after its session times out.
@@ -70,8 +77,24 @@ pub enum CommandOutcome {
     Topic(TopicImage),
     /// A reserved range of producer ids.
     ProducerIds(Range<i64>),
+    /// What an election did, per partition.
+    Elections(Vec<(String, i32, Election)>),
     /// Done; nothing to report.
     Done,
+}
+
+/// The result of electing one partition's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// A new leader was elected.
+    Elected,
+    /// The partition already had the leader the election would choose.
+    NotNeeded,
+    /// No eligible replica: the preferred one is down or out of sync; for an unclean
+    /// election, no replica is live.
+    NotAvailable,
+    /// No such topic or partition.
+    UnknownPartition,
 }
 
 /// A [`MetadataError`] in a form that crosses the wire; the variant is kept, since brokers map

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::command::{CommandOutcome, MetadataCommand};
+use crate::command::{CommandOutcome, Election, MetadataCommand};
 use crate::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::store::MetadataStore;
@@ -257,6 +257,10 @@ impl MetadataManager {
                 )?;
                 Ok((records, CommandOutcome::Done))
             }
+            MetadataCommand::ElectLeaders {
+                unclean,
+                partitions,
+            } => Ok(decide_elections(image, *unclean, partitions.as_deref())),
             MetadataCommand::ControlledShutdown { broker_id } => {
                 if !image.brokers.contains_key(broker_id) {
                     return Ok((Vec::new(), CommandOutcome::Done));
@@ -464,6 +468,9 @@ fn log_change(command: &MetadataCommand) {
                 "broker shutting down: leaderships moved away"
             )
         }
+        MetadataCommand::ElectLeaders { unclean, .. } => {
+            tracing::info!(unclean, "leaders elected")
+        }
         MetadataCommand::RegisterBroker {
             broker_id,
             host,
@@ -562,6 +569,79 @@ fn decide_alter_partition(
         leader,
         leader_epoch,
     )])
+}
+
+/// Elections for `wanted` partitions (all when `None`): the preferred replica where it is live,
+/// in sync and not already leading; unclean, any live replica of a leaderless partition,
+/// which then forms the ISR alone (what only it has becomes the partition's history).
+fn decide_elections(
+    image: &MetadataImage,
+    unclean: bool,
+    wanted: Option<&[(String, i32)]>,
+) -> (Vec<MetadataRecord>, CommandOutcome) {
+    let targets: Vec<(String, i32)> = match wanted {
+        Some(wanted) => wanted.to_vec(),
+        None => image
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| (topic.name.clone(), partition.partition))
+            })
+            .collect(),
+    };
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (name, index) in targets {
+        let found = image.topic(&name).and_then(|topic| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|slot| topic.partitions.get(slot))
+                .map(|partition| (topic, partition))
+        });
+        let Some((topic, partition)) = found else {
+            results.push((name, index, Election::UnknownPartition));
+            continue;
+        };
+        let choice = if unclean {
+            if partition.leader >= 0 && image.is_live(partition.leader) {
+                Err(Election::NotNeeded)
+            } else {
+                partition
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|replica| image.is_live(*replica))
+                    .map(|leader| (leader, vec![leader]))
+                    .ok_or(Election::NotAvailable)
+            }
+        } else {
+            let preferred = partition.replicas.first().copied().unwrap_or(-1);
+            if partition.leader == preferred {
+                Err(Election::NotNeeded)
+            } else if partition.isr.contains(&preferred) && image.is_live(preferred) {
+                Ok((preferred, partition.isr.clone()))
+            } else {
+                Err(Election::NotAvailable)
+            }
+        };
+        match choice {
+            Ok((leader, isr)) => {
+                records.push(partition_change(
+                    topic,
+                    partition,
+                    isr,
+                    leader,
+                    partition.leader_epoch + 1,
+                ));
+                results.push((name, index, Election::Elected));
+            }
+            Err(outcome) => results.push((name, index, outcome)),
+        }
+    }
+    (records, CommandOutcome::Elections(results))
 }
 
 /// Leaders for the partitions that have none but a live broker in their ISR.

@@ -1,14 +1,18 @@
 //! DescribeCluster (the brokers and the controller) and DescribeQuorum (the controller quorum,
 //! KIP-595 and KIP-836).
 
+use cauce_metadata::command::{CommandOutcome, Election, MetadataCommand};
 use cauce_metadata::quorum::{QuorumDescription, ReplicaDescription};
 use cauce_protocol::kafka::messages::describe_cluster_response::DescribeClusterBroker;
 use cauce_protocol::kafka::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
+use cauce_protocol::kafka::messages::elect_leaders_response::{
+    PartitionResult, ReplicaElectionResult,
+};
 use cauce_protocol::kafka::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, TopicName,
+    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, TopicName,
 };
 use cauce_protocol::ResponseError;
 
@@ -42,6 +46,75 @@ pub fn describe_cluster(context: Context, _request: DescribeClusterRequest) -> R
         .with_brokers(brokers)
         .with_cluster_authorized_operations(i32::MIN);
     context.respond(&response)
+}
+
+/// The election type of an unclean ElectLeaders (0 is preferred).
+const UNCLEAN_ELECTION: i8 = 1;
+
+/// ElectLeaders (KIP-183, KIP-460): preferred or unclean leader elections, decided by the
+/// active controller.
+pub fn elect_leaders(context: Context, request: ElectLeadersRequest) -> Reply {
+    let unclean = context.version >= 1 && request.election_type == UNCLEAN_ELECTION;
+    let partitions = request.topic_partitions.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|index| (topic.topic.to_string(), *index))
+            })
+            .collect()
+    });
+    context.respond_blocking(move |context| {
+        let command = MetadataCommand::ElectLeaders {
+            unclean,
+            partitions,
+        };
+        match context.broker.metadata.execute(command) {
+            Ok(CommandOutcome::Elections(results)) => election_response(results, unclean),
+            Ok(_) => ElectLeadersResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code()),
+            Err(error) => ElectLeadersResponse::default()
+                .with_error_code(crate::errors::metadata_error_code(&error).code()),
+        }
+    })
+}
+
+fn election_response(results: Vec<(String, i32, Election)>, unclean: bool) -> ElectLeadersResponse {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<PartitionResult>> =
+        std::collections::BTreeMap::new();
+    for (topic, partition, election) in results {
+        let (error, message) = match election {
+            Election::Elected => (None, None),
+            Election::NotNeeded => (Some(ResponseError::ElectionNotNeeded), None),
+            Election::NotAvailable if unclean => (
+                Some(ResponseError::EligibleLeadersNotAvailable),
+                Some("no replica of the partition is live"),
+            ),
+            Election::NotAvailable => (
+                Some(ResponseError::PreferredLeaderNotAvailable),
+                Some("the preferred replica is not live or not in sync"),
+            ),
+            Election::UnknownPartition => (Some(ResponseError::UnknownTopicOrPartition), None),
+        };
+        by_topic.entry(topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(error.map_or(0, |error| error.code()))
+                .with_error_message(message.map(text)),
+        );
+    }
+    ElectLeadersResponse::default().with_replica_election_results(
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(text(topic)))
+                    .with_partition_result(partitions)
+            })
+            .collect(),
+    )
 }
 
 /// Describes the quorum as this node knows it; exact when asked of the active controller. A

@@ -230,6 +230,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::DescribeCluster => route!(cluster::describe_cluster),
         ApiKey::DescribeLogDirs => route!(log_dirs::describe_log_dirs),
         ApiKey::DescribeQuorum => route!(cluster::describe_quorum),
+        ApiKey::ElectLeaders => route!(cluster::elect_leaders),
         ApiKey::FindCoordinator => route!(groups::find_coordinator),
         ApiKey::JoinGroup => route!(groups::join_group),
         ApiKey::SyncGroup => route!(groups::sync_group),

@@ -1,0 +1,580 @@
+//! Faults in a three-node cluster: the active controller is killed over and over while an
+//! idempotent `acks=all` producer writes, and `min.insync.replicas` refuses writes while a
+//! replica is missing and takes them again once it is back in the ISR.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cauce_integration_tests::clients::{
+    consume_offsets_and_payloads_from_partition_start, consumer_assigned_from_partition_start,
+    future_producer_with_settings,
+};
+use cauce_integration_tests::cluster::{
+    live_brokers, partitions_of, Cluster, PartitionView, FAST_MEMBERSHIP,
+};
+use cauce_integration_tests::raw::{
+    fetch_records_from_offset_to_log_end, produce_batch_to_partition_zero,
+    record_batch_of_values_stamped_now,
+};
+use cauce_integration_tests::RawClient;
+use cauce_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::MetadataResponse;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureRecord;
+
+/// Acknowledged records by partition: (offset, value) in the order they were sent.
+type Acknowledged = Arc<Mutex<BTreeMap<i32, Vec<(i64, String)>>>>;
+
+/// How long a node may take to see a membership or ISR change it is waiting for.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sequence number in a value written by [`produce_until`] (`value-<n>`).
+fn sequence_of(value: &str) -> u64 {
+    value
+        .strip_prefix("value-")
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected value {value:?} in the topic"))
+}
+
+/// Sends numbered values round-robin over `partitions` partitions of `topic` with an idempotent
+/// `acks=all` producer until `stop`, recording what was acknowledged and counting failures.
+fn produce_until(
+    bootstrap: String,
+    topic: &'static str,
+    partitions: i32,
+    stop: Arc<AtomicBool>,
+    acknowledged: Acknowledged,
+    failed: Arc<AtomicU64>,
+) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let producer = future_producer_with_settings(
+            &bootstrap,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("message.timeout.ms", "60000"),
+                ("linger.ms", "2"),
+            ],
+        );
+        let mut pending = Vec::new();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let partition = (sent % partitions as u64) as i32;
+            let value = format!("value-{sent}");
+            let delivery = producer
+                .send_result(
+                    FutureRecord::<(), str>::to(topic)
+                        .partition(partition)
+                        .payload(&value),
+                )
+                .map_err(|(error, _)| error)
+                .expect("queue a record");
+            pending.push((partition, value, delivery));
+            sent += 1;
+            if pending.len() >= 150 {
+                settle(&mut pending, &acknowledged, &failed).await;
+            }
+            if sent.is_multiple_of(50) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        settle(&mut pending, &acknowledged, &failed).await;
+    });
+}
+
+/// Waits for the queued deliveries, in the order they were sent, and records the outcomes.
+async fn settle(
+    pending: &mut Vec<(i32, String, rdkafka::producer::DeliveryFuture)>,
+    acknowledged: &Acknowledged,
+    failed: &AtomicU64,
+) {
+    for (partition, value, delivery) in pending.drain(..) {
+        match delivery.await {
+            Ok(Ok(delivered)) => {
+                assert_eq!(delivered.partition, partition);
+                acknowledged
+                    .lock()
+                    .unwrap()
+                    .entry(partition)
+                    .or_default()
+                    .push((delivered.offset, value));
+            }
+            Ok(Err((error, _))) => {
+                if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("delivery of {value} to partition {partition} failed: {error}");
+                }
+            }
+            Err(_) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// How many records each partition has had acknowledged so far.
+fn acknowledged_counts(acknowledged: &Acknowledged, partitions: i32) -> Vec<usize> {
+    let acknowledged = acknowledged.lock().unwrap();
+    (0..partitions)
+        .map(|partition| acknowledged.get(&partition).map_or(0, Vec::len))
+        .collect()
+}
+
+/// Waits until every partition has had more than `before` records acknowledged.
+fn wait_for_acknowledgements_beyond(
+    acknowledged: &Acknowledged,
+    before: &[usize],
+    timeout: Duration,
+    what: &str,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = acknowledged_counts(acknowledged, before.len() as i32);
+        if now.iter().zip(before).all(|(now, before)| now > before) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no new acknowledgements on every partition within {timeout:?} \
+             (acknowledged per partition then {before:?}, now {now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Each partition of `topic` in `metadata`, or an empty map if the topic is not listed.
+fn views(metadata: &MetadataResponse, topic: &str) -> BTreeMap<i32, PartitionView> {
+    partitions_of(metadata, topic).unwrap_or_default()
+}
+
+/// Polls node `node_id` until every partition of `topic` has all of `brokers` in its ISR and a
+/// leader among them, panicking with `failure` (and the partitions still missing a broker) after
+/// [`CHANGE_TIMEOUT`].
+fn wait_for_full_isrs(
+    cluster: &mut Cluster,
+    node_id: i32,
+    topic: &str,
+    partitions: i32,
+    brokers: &[i32],
+    failure: &str,
+) -> BTreeMap<i32, PartitionView> {
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    loop {
+        let current = views(&cluster.metadata(node_id), topic);
+        let short: BTreeMap<&i32, &PartitionView> = current
+            .iter()
+            .filter(|(_, view)| {
+                let mut isr = view.isr.clone();
+                isr.sort_unstable();
+                isr != brokers || !brokers.contains(&view.leader)
+            })
+            .collect();
+        if current.len() == partitions as usize && short.is_empty() {
+            return current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{failure}: node {node_id} still shows {} of {partitions} partitions of {topic}, \
+             these without ISR {brokers:?} after {CHANGE_TIMEOUT:?}: {short:?}",
+            current.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads a whole partition (up to its high watermark) with an rdkafka consumer.
+fn read_whole_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, String)> {
+    let (low, high) = consumer_assigned_from_partition_start(bootstrap, topic, partition)
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!(low, 0, "partition {partition} starts at offset 0");
+    let stored = consume_offsets_and_payloads_from_partition_start(
+        bootstrap,
+        topic,
+        partition,
+        high as usize,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        stored.len(),
+        high as usize,
+        "partition {partition}: could read only {} of the {high} records below its high watermark",
+        stored.len()
+    );
+    stored
+}
+
+/// Checks partition `partition`'s stored records against what was acknowledged: every
+/// acknowledged record at its offset, each value once, offsets contiguous, the producer's order
+/// kept.
+fn check_partition(
+    partition: i32,
+    partitions: i32,
+    acked: &[(i64, String)],
+    stored: &[(i64, String)],
+) {
+    assert!(
+        !acked.is_empty(),
+        "partition {partition}: nothing acknowledged"
+    );
+    for pair in acked.windows(2) {
+        assert!(
+            pair[0].0 < pair[1].0,
+            "partition {partition}: {} was acknowledged at offset {} after {} at offset {}",
+            pair[1].1,
+            pair[1].0,
+            pair[0].1,
+            pair[0].0
+        );
+    }
+    for (index, (offset, _)) in stored.iter().enumerate() {
+        assert_eq!(
+            *offset, index as i64,
+            "partition {partition}: offsets are not contiguous"
+        );
+    }
+    let mut copies: HashMap<&str, usize> = HashMap::new();
+    for (_, value) in stored {
+        *copies.entry(value.as_str()).or_default() += 1;
+        assert_eq!(
+            sequence_of(value) % partitions as u64,
+            partition as u64,
+            "partition {partition} holds {value}, which was sent to another partition"
+        );
+    }
+    let duplicated: Vec<(&&str, &usize)> = copies.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "partition {partition} holds values more than once: {duplicated:?}"
+    );
+    for (offset, value) in acked {
+        assert_eq!(
+            stored.get(*offset as usize).map(|(_, stored)| stored),
+            Some(value),
+            "partition {partition}: acknowledged offset {offset} lost or changed"
+        );
+    }
+    for pair in stored.windows(2) {
+        assert!(
+            sequence_of(&pair[0].1) < sequence_of(&pair[1].1),
+            "partition {partition}: {} at offset {} comes before {} at offset {}, out of the \
+             order they were sent in",
+            pair[0].1,
+            pair[0].0,
+            pair[1].1,
+            pair[1].0
+        );
+    }
+}
+
+#[test]
+fn acknowledged_records_survive_killing_the_active_controller_five_times() {
+    const TOPIC: &str = "controller-faults";
+    const PARTITIONS: i32 = 3;
+    let started = Instant::now();
+    let mut cluster = Cluster::start(3, &format!("{FAST_MEMBERSHIP}min.insync.replicas = 2\n"));
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    assert_eq!(cluster.create_topic(1, TOPIC, PARTITIONS, 3), 0);
+    for node in 1..=3 {
+        wait_for_full_isrs(
+            &mut cluster,
+            node,
+            TOPIC,
+            PARTITIONS,
+            &[1, 2, 3],
+            "the new topic",
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged: Acknowledged = Arc::default();
+    let failed = Arc::new(AtomicU64::new(0));
+    let producer = {
+        let (bootstrap, stop, acknowledged, failed) = (
+            cluster.bootstrap(),
+            stop.clone(),
+            acknowledged.clone(),
+            failed.clone(),
+        );
+        std::thread::spawn(move || {
+            produce_until(bootstrap, TOPIC, PARTITIONS, stop, acknowledged, failed)
+        })
+    };
+    wait_for_acknowledgements_beyond(
+        &acknowledged,
+        &[0; PARTITIONS as usize],
+        Duration::from_secs(15),
+        "before any fault",
+    );
+
+    let mut last_killed = 0;
+    for round in 1..=5 {
+        let round_started = Instant::now();
+        // Ask a node that was not just restarted, so its view of the quorum is settled.
+        let observer = (1..=3).find(|node| *node != last_killed).unwrap();
+        let controller = cluster.metadata(observer).controller_id.0;
+        assert!(
+            (1..=3).contains(&controller),
+            "round {round}: node {observer} names no active controller ({controller})"
+        );
+        cluster.node(controller).kill9();
+        last_killed = controller;
+        let remaining: Vec<i32> = (1..=3).filter(|node| *node != controller).collect();
+        let survivor = remaining[0];
+
+        let metadata = cluster.wait_for_metadata(
+            survivor,
+            CHANGE_TIMEOUT,
+            &format!("a controller other than the killed {controller} and brokers {remaining:?}"),
+            |metadata| {
+                live_brokers(metadata) == remaining && remaining.contains(&metadata.controller_id.0)
+            },
+        );
+        let new_controller = metadata.controller_id.0;
+        let failed_over = round_started.elapsed();
+        // The other survivor agrees on who the controller is.
+        cluster.wait_for_metadata(
+            remaining[1],
+            Duration::from_secs(10),
+            &format!("controller {new_controller}"),
+            |metadata| metadata.controller_id.0 == new_controller,
+        );
+        // Fencing moved the killed broker out of every leadership and ISR.
+        let fenced = cluster.wait_for_metadata(
+            survivor,
+            Duration::from_secs(10),
+            &format!("broker {controller} out of every leadership and ISR"),
+            |metadata| {
+                let current = views(metadata, TOPIC);
+                current.len() == PARTITIONS as usize
+                    && current.values().all(|view| {
+                        remaining.contains(&view.leader) && !view.isr.contains(&controller)
+                    })
+            },
+        );
+        for (partition, view) in views(&fenced, TOPIC) {
+            assert_eq!(
+                view.isr.len(),
+                2,
+                "round {round}: partition {partition} keeps both live replicas in its ISR: {view:?}"
+            );
+        }
+        // Two in-sync replicas satisfy min.insync.replicas = 2: every partition keeps taking
+        // acks=all writes while the killed node is down.
+        let before = acknowledged_counts(&acknowledged, PARTITIONS);
+        wait_for_acknowledgements_beyond(
+            &acknowledged,
+            &before,
+            Duration::from_secs(20),
+            &format!("round {round}, node {controller} down"),
+        );
+
+        cluster.node(controller).restart();
+        cluster.wait_for_brokers(survivor, &[1, 2, 3]);
+        let rejoined = round_started.elapsed();
+        // A restarted broker catches up and rejoins the ISR of every partition.
+        for node in [survivor, controller] {
+            wait_for_full_isrs(
+                &mut cluster,
+                node,
+                TOPIC,
+                PARTITIONS,
+                &[1, 2, 3],
+                &format!(
+                    "round {round}: restarted broker {controller} did not rejoin the ISR of \
+                     every partition"
+                ),
+            );
+        }
+        eprintln!(
+            "round {round}: killed controller {controller}, new controller {new_controller} \
+             with brokers {remaining:?} after {failed_over:?}, all three listed after \
+             {rejoined:?}, ISRs full after {:?}; acknowledged per partition {:?}",
+            round_started.elapsed(),
+            acknowledged_counts(&acknowledged, PARTITIONS)
+        );
+    }
+    // Some writes after the last rejoin, with the full ISR.
+    let before = acknowledged_counts(&acknowledged, PARTITIONS);
+    wait_for_acknowledgements_beyond(
+        &acknowledged,
+        &before,
+        Duration::from_secs(15),
+        "after the last restart",
+    );
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("producer thread");
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let total: usize = acknowledged.values().map(Vec::len).sum();
+    let failed = failed.load(Ordering::Relaxed);
+    eprintln!(
+        "{total} records acknowledged, {failed} deliveries failed, faults done after {:?}",
+        started.elapsed()
+    );
+    assert!(total > 1000, "only {total} records were acknowledged");
+    assert_eq!(live_brokers(&cluster.metadata(1)), vec![1, 2, 3]);
+    let bootstrap = cluster.bootstrap();
+    for partition in 0..PARTITIONS {
+        let acked = acknowledged.get(&partition).cloned().unwrap_or_default();
+        let stored = read_whole_partition(&bootstrap, TOPIC, partition);
+        check_partition(partition, PARTITIONS, &acked, &stored);
+        eprintln!(
+            "partition {partition}: {} acknowledged, {} stored",
+            acked.len(),
+            stored.len()
+        );
+    }
+    eprintln!("test took {:?}", started.elapsed());
+}
+
+/// Produces `value` as one batch with acks=all to partition 0 of `topic` through `client`,
+/// trying again for a few seconds while the answer is one given before anything is appended
+/// and that goes away by itself (`retry_on`).
+fn produce_value(
+    client: &mut RawClient,
+    topic: &str,
+    value: &str,
+    retry_on: &[ResponseError],
+) -> PartitionProduceResponse {
+    let batch = record_batch_of_values_stamped_now(&[value]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = produce_batch_to_partition_zero(client, topic, &batch);
+        let retriable = retry_on
+            .iter()
+            .any(|error| error.code() == response.error_code);
+        if !retriable || Instant::now() >= deadline {
+            return response;
+        }
+        eprintln!(
+            "produce {value}: error {} ({:?}), trying again",
+            response.error_code, response.error_message
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn produce_below_min_insync_replicas_is_refused_and_works_again_when_a_replica_returns() {
+    const TOPIC: &str = "three-copies";
+    let started = Instant::now();
+    let mut cluster = Cluster::start(3, &format!("{FAST_MEMBERSHIP}min.insync.replicas = 3\n"));
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
+    let view =
+        wait_for_full_isrs(&mut cluster, 1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].clone();
+    let leader = view.leader;
+    wait_for_full_isrs(&mut cluster, leader, TOPIC, 1, &[1, 2, 3], "the new topic");
+    // A follower that is not the active controller, so that no election gets in the way.
+    let controller = cluster.metadata(leader).controller_id.0;
+    let follower = view
+        .replicas
+        .iter()
+        .copied()
+        .find(|replica| *replica != leader && *replica != controller)
+        .expect("a follower that is not the controller");
+
+    let mut client = RawClient::connect(cluster.node(leader).address);
+    let first = produce_value(
+        &mut client,
+        TOPIC,
+        "accepted-with-three",
+        &[
+            ResponseError::UnknownTopicOrPartition,
+            ResponseError::NotLeaderOrFollower,
+        ],
+    );
+    assert_eq!(
+        (first.error_code, first.base_offset),
+        (0, 0),
+        "first produce with all three replicas in sync: {:?}",
+        first.error_message
+    );
+
+    cluster.node(follower).kill9();
+    let killed = Instant::now();
+    let shrunk = cluster.wait_for_metadata(
+        leader,
+        Duration::from_secs(15),
+        &format!("broker {follower} fenced and out of the ISR"),
+        |metadata| {
+            !live_brokers(metadata).contains(&follower)
+                && views(metadata, TOPIC)
+                    .get(&0)
+                    .is_some_and(|view| !view.isr.contains(&follower))
+        },
+    );
+    let shrunk_after = killed.elapsed();
+    let view = views(&shrunk, TOPIC)[&0].clone();
+    assert_eq!(
+        view.leader, leader,
+        "the leader kept its leadership: {view:?}"
+    );
+    assert_eq!(view.isr.len(), 2, "{view:?}");
+    // The Metadata answer comes from the image; the leader's partition adopts the new ISR a
+    // moment after the image changes. Give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = produce_value(&mut client, TOPIC, "refused-with-two", &[]);
+    assert_eq!(
+        refused.error_code,
+        ResponseError::NotEnoughReplicas.code(),
+        "produce with two of three replicas in sync and min.insync.replicas = 3: {refused:?}"
+    );
+    // Kafka's number for NOT_ENOUGH_REPLICAS, independent of the broker's own error table.
+    assert_eq!(refused.error_code, 19);
+    assert_eq!(refused.base_offset, -1, "{refused:?}");
+
+    cluster.node(follower).restart();
+    let restarted = Instant::now();
+    wait_for_full_isrs(
+        &mut cluster,
+        leader,
+        TOPIC,
+        1,
+        &[1, 2, 3],
+        &format!("restarted broker {follower} did not rejoin the ISR"),
+    );
+    let rejoined_after = restarted.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let again = produce_value(
+        &mut client,
+        TOPIC,
+        "accepted-with-three-again",
+        &[ResponseError::NotEnoughReplicas],
+    );
+    assert_eq!(
+        (again.error_code, again.base_offset),
+        (0, 1),
+        "produce once the follower is back in sync: {:?}",
+        again.error_message
+    );
+
+    let stored: Vec<(i64, String)> = fetch_records_from_offset_to_log_end(&mut client, TOPIC, 0)
+        .into_iter()
+        .map(|record| (record.offset, record.value))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![
+            (0, "accepted-with-three".to_string()),
+            (1, "accepted-with-three-again".to_string()),
+        ],
+        "partition 0 holds the two accepted records and not the refused one"
+    );
+    eprintln!(
+        "leader {leader}, killed follower {follower}: ISR shrank {shrunk_after:?} after the \
+         kill, rejoined {rejoined_after:?} after the restart; test took {:?}",
+        started.elapsed()
+    );
+}
