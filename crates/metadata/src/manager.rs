@@ -502,12 +502,22 @@ fn move_leadership_away(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRe
             } else {
                 remaining
             };
+            let mut isr = isr;
             let (leader, leader_epoch) = if partition.leader == broker_id {
-                let next = isr
-                    .iter()
-                    .copied()
-                    .find(|replica| *replica != broker_id && image.is_live(*replica))
-                    .unwrap_or(-1);
+                let live = |replica: &i32| *replica != broker_id && image.is_live(*replica);
+                let next = match isr.iter().copied().find(live) {
+                    Some(next) => next,
+                    // No live in-sync replica: a topic that allows it takes any live replica,
+                    // losing what only the in-sync ones had (unclean.leader.election.enable).
+                    None => match partition.replicas.iter().copied().find(live) {
+                        Some(unclean) if unclean_election_enabled(topic) => {
+                            tracing::warn!(topic = %topic.name, partition = partition.partition, leader = unclean, "unclean leader election");
+                            isr = vec![unclean];
+                            unclean
+                        }
+                        _ => -1,
+                    },
+                };
                 (next, partition.leader_epoch + 1)
             } else {
                 (partition.leader, partition.leader_epoch)
@@ -522,6 +532,15 @@ fn move_leadership_away(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRe
         }
     }
     records
+}
+
+/// Whether a topic allows a replica outside the ISR to lead (`unclean.leader.election.enable`,
+/// set on the topic; the default is false).
+fn unclean_election_enabled(topic: &TopicImage) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
 }
 
 /// A leader's ISR change: only from the current leader at its current epoch, to replicas of
@@ -1096,6 +1115,40 @@ mod tests {
         heartbeat(&manager, 1);
         heartbeat(&manager, 2);
         assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        register(&manager, 2);
+        register(&manager, 3);
+        for (name, unclean) in [("careful", "false"), ("risky", "true")] {
+            let mut topic = request(name, 1);
+            topic.assignments = vec![vec![3, 2]];
+            topic
+                .configs
+                .insert("unclean.leader.election.enable".into(), unclean.into());
+            manager.create_topic(&topic, false).unwrap();
+        }
+        let session = Duration::from_millis(30);
+        let fence_all_but = |alive: &[i32]| {
+            std::thread::sleep(session + Duration::from_millis(10));
+            for broker in alive {
+                heartbeat(&manager, *broker);
+            }
+            manager.fence_silent_brokers(session).unwrap()
+        };
+        assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+        // 2 leaves the ISRs, comes back (without catching up), then the leader 3 dies.
+        assert_eq!(fence_all_but(&[1, 3]), vec![2]);
+        heartbeat(&manager, 2);
+        assert_eq!(fence_all_but(&[1, 2]), vec![3]);
+        let image = manager.image();
+        let careful = &image.topic("careful").unwrap().partitions[0];
+        assert_eq!((careful.leader, careful.isr.clone()), (-1, vec![3]));
+        let risky = &image.topic("risky").unwrap().partitions[0];
+        assert_eq!((risky.leader, risky.isr.clone()), (2, vec![2]));
     }
 
     #[test]
