@@ -271,7 +271,7 @@ pub async fn controlled_shutdown(broker: &Arc<Broker>, timeout: Duration) {
 /// Asks the active controller to make `isr` the partition's ISR, in the background; one
 /// request per partition at a time, and none on a single node (whose ISR is itself).
 pub fn request_isr_change(broker: &Arc<Broker>, partition: &Arc<Partition>, isr: Vec<i32>) {
-    if broker.quorum.is_none() || !partition.begin_isr_change() {
+    if broker.quorum.is_none() || !partition.begin_isr_change(crate::now_ms()) {
         return;
     }
     let command = MetadataCommand::AlterPartition {
@@ -284,17 +284,19 @@ pub fn request_isr_change(broker: &Arc<Broker>, partition: &Arc<Partition>, isr:
     let broker = broker.clone();
     let partition = partition.clone();
     tokio::task::spawn_blocking(move || {
-        match broker.metadata.execute(command) {
-            Ok(_) => {}
+        let refused = match broker.metadata.execute(command) {
+            Ok(_) => None,
             // A returning broker stays out until it is unfenced; asked again on a later fetch.
             Err(error @ cauce_metadata::MetadataError::StaleLeadership(_)) => {
-                tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused")
+                tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "ISR change refused");
+                Some(crate::now_ms())
             }
             Err(error) => {
-                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "ISR change failed")
+                tracing::warn!(topic = %partition.topic, partition = partition.index, %error, "ISR change failed");
+                Some(crate::now_ms())
             }
-        }
-        partition.end_isr_change();
+        };
+        partition.end_isr_change(refused);
     });
 }
 

@@ -36,6 +36,9 @@ pub struct Partition {
     replicas: Mutex<Option<ReplicaSet>>,
     /// Whether an ISR change is on its way to the controller; one at a time.
     isr_change_in_flight: AtomicBool,
+    /// When the controller last refused an ISR change (ms since the epoch): the next attempt
+    /// waits a little, rather than following every fetch of a broker still fenced.
+    isr_change_refused_ms: AtomicI64,
     /// The offset below which everything is fsynced, published after each group commit.
     flushed_offset: watch::Sender<i64>,
     /// Whether a group commit is running; later requests join the next one.
@@ -79,6 +82,7 @@ impl Partition {
             high_watermark: watch::Sender::new(0),
             replicas: Mutex::new(None),
             isr_change_in_flight: AtomicBool::new(false),
+            isr_change_refused_ms: AtomicI64::new(i64::MIN),
             flushed_offset: watch::Sender::new(end_offset),
             flush_running: AtomicBool::new(false),
             flush_requested_offset: AtomicI64::new(end_offset),
@@ -190,13 +194,22 @@ impl Partition {
         set.wanted_isr(now_ms, i64::MAX)
     }
 
-    /// Claims the right to send an ISR change; false while another is on its way.
-    pub fn begin_isr_change(&self) -> bool {
+    /// Claims the right to send an ISR change; false while another is on its way, or shortly
+    /// after the controller refused one.
+    pub fn begin_isr_change(&self, now_ms: i64) -> bool {
+        const RETRY_AFTER_REFUSAL_MS: i64 = 500;
+        let refused = self.isr_change_refused_ms.load(Ordering::Acquire);
+        if now_ms.saturating_sub(refused) < RETRY_AFTER_REFUSAL_MS {
+            return false;
+        }
         !self.isr_change_in_flight.swap(true, Ordering::AcqRel)
     }
 
-    /// Releases the claim of [`Partition::begin_isr_change`].
-    pub fn end_isr_change(&self) {
+    /// Releases the claim of [`Partition::begin_isr_change`], noting when it was refused.
+    pub fn end_isr_change(&self, refused_at_ms: Option<i64>) {
+        if let Some(at) = refused_at_ms {
+            self.isr_change_refused_ms.store(at, Ordering::Release);
+        }
         self.isr_change_in_flight.store(false, Ordering::Release);
     }
 

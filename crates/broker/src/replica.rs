@@ -70,8 +70,15 @@ impl ReplicaSet {
         set
     }
 
-    /// Adopts a newer assignment (same leader and epoch): the replicas and the ISR.
+    /// Adopts a newer assignment (same leader and epoch): the replicas and the ISR. A follower
+    /// that left the ISR must show where its log ends again before it can rejoin: the position
+    /// it had is stale, and a broker that crashed may have lost part of its log since.
     pub fn update_membership(&mut self, replicas: &[i32], isr: &[i32], now_ms: i64) {
+        for (replica, progress) in self.followers.iter_mut() {
+            if self.isr.contains(replica) && !isr.contains(replica) {
+                progress.log_end_offset = -1;
+            }
+        }
         self.replicas = replicas.to_vec();
         self.isr = isr.to_vec();
         let leader = self.leader;
@@ -201,6 +208,16 @@ mod tests {
             set.follower_fetched(2, 990, round * 10, round * 1_000);
         }
         assert_eq!(set.wanted_isr(110_000, 5_000), Some(vec![1]));
+    }
+
+    #[test]
+    fn a_follower_dropped_from_the_isr_is_not_proposed_back_on_its_old_position() {
+        let mut set = ReplicaSet::new(1, &[1, 2], &[1, 2], 0, 10, 0);
+        set.follower_fetched(2, 10, 10, 1);
+        set.update_membership(&[1, 2], &[1], 2);
+        assert_eq!(set.wanted_isr(3, 30_000), None, "no fetch since it left");
+        set.follower_fetched(2, 10, 10, 4);
+        assert_eq!(set.wanted_isr(4, 30_000), Some(vec![1, 2]));
     }
 
     #[test]
