@@ -2,6 +2,8 @@
 //! and the Metadata questions tests ask it.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -25,6 +27,8 @@ pub const FAST_MEMBERSHIP: &str =
 pub struct Cluster {
     /// The running (or stopped) nodes.
     pub nodes: Vec<BrokerProcess>,
+    /// Where each node serves `/metrics`, by the same index.
+    pub metrics: Vec<SocketAddr>,
 }
 
 impl Cluster {
@@ -37,17 +41,21 @@ impl Cluster {
             .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
             .collect::<Vec<_>>()
             .join(",");
+        let metrics: Vec<SocketAddr> = (0..size)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
         let nodes = controller_ports
             .iter()
+            .zip(&metrics)
             .enumerate()
-            .map(|(index, port)| {
+            .map(|(index, (port, metrics))| {
                 BrokerProcess::start_with_config(&format!(
-                    "node.id = {}\nlisteners = \"CONTROLLER://127.0.0.1:{port}\"\ncontroller.quorum.voters = \"{voters}\"\n{extra_config}",
+                    "node.id = {}\nlisteners = \"CONTROLLER://127.0.0.1:{port}\"\ncontroller.quorum.voters = \"{voters}\"\nmetrics.listen = \"{metrics}\"\n{extra_config}",
                     index + 1
                 ))
             })
             .collect();
-        Cluster { nodes }
+        Cluster { nodes, metrics }
     }
 
     /// The node with this id.
@@ -63,6 +71,24 @@ impl Cluster {
             .map(BrokerProcess::bootstrap)
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// One sample of node `node_id`'s `/metrics`, by its series name (labels included).
+    pub fn metric(&self, node_id: i32, series: &str) -> Option<f64> {
+        let address = self.metrics[node_id as usize - 1];
+        let mut stream = TcpStream::connect(address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
     }
 
     /// Asks node `node_id` for the cluster's metadata (all topics).

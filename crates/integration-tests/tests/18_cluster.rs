@@ -94,6 +94,16 @@ fn killing_the_controller_keeps_the_metadata_and_moves_the_dead_brokers_leadersh
         assert!(!view.isr.contains(&old_controller), "{partitions:?}");
     }
     assert_eq!(cluster.create_topic(survivor, "after", 2, 2), 0);
+    // Each partition of "before" has lost a replica: its leader reports it under-replicated.
+    let under_replicated: f64 = remaining
+        .iter()
+        .map(|node| {
+            cluster
+                .metric(*node, "cauce_under_replicated_partitions")
+                .expect("a metrics answer")
+        })
+        .sum();
+    assert_eq!(under_replicated, 3.0);
 
     // The old controller comes back, catches up, and is a live broker again.
     cluster.node(old_controller).restart();
