@@ -33,6 +33,9 @@ const FENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 pub enum ControllerRequest {
     /// Run a metadata command; only the active controller accepts it.
     Command(MetadataCommand),
+    /// Add a broker-only node to the quorum as a learner, so that it receives the metadata
+    /// log at `address` (its controller listener); only the active controller accepts it.
+    JoinAsLearner { node_id: u64, address: String },
 }
 
 /// The metadata log of a cluster node: the controller quorum's replicated log.
@@ -41,35 +44,79 @@ pub struct QuorumLog {
     quorum: Quorum,
     /// This node's id.
     node_id: i32,
+    /// The other voters' controller listeners, to ask while no leader is known here (a
+    /// broker-only node learns the leader only once it is a learner).
+    voters: Vec<String>,
 }
 
 impl QuorumLog {
-    /// Wraps a started quorum member.
-    pub fn new(quorum: Quorum, node_id: i32) -> QuorumLog {
-        QuorumLog { quorum, node_id }
+    /// Wraps a started quorum member of the node `config` describes.
+    pub fn new(quorum: Quorum, config: &crate::BrokerConfig) -> QuorumLog {
+        let voters = config
+            .quorum_voters
+            .iter()
+            .filter(|(id, _)| **id != config.node_id)
+            .map(|(_, address)| address.clone())
+            .collect();
+        QuorumLog {
+            quorum,
+            node_id: config.node_id,
+            voters,
+        }
     }
 
-    /// Sends `command` to the active controller once, if one is known and it is not this node.
+    /// Sends `command` to the active controller once: the known leader, or else each voter in
+    /// turn until one is it.
     fn forward_once(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
-        let Some((leader, address)) = self.quorum.leader() else {
-            return Err(MetadataError::NotController(
-                "no controller is elected".into(),
-            ));
-        };
-        if leader == self.node_id as u64 {
+        let request = ControllerRequest::Command(command.clone());
+        block_on(ask_controller(
+            &self.quorum,
+            self.node_id,
+            &self.voters,
+            &request,
+        ))
+    }
+}
+
+/// Sends `request` to the active controller: the known leader, or else each voter in turn; an
+/// answer other than "not the controller" is final.
+pub async fn ask_controller(
+    quorum: &Quorum,
+    node_id: i32,
+    voters: &[String],
+    request: &ControllerRequest,
+) -> Result<CommandOutcome, MetadataError> {
+    let targets: Vec<String> = match quorum.leader() {
+        Some((leader, _)) if leader == node_id as u64 => {
             return Err(MetadataError::NotController(
                 "this node became the controller meanwhile".into(),
-            ));
+            ))
         }
-        let request = serde_json::to_vec(&ControllerRequest::Command(command.clone()))
-            .map_err(|error| MetadataError::NotController(error.to_string()))?;
-        let answer = block_on(self.quorum.call_app(&address, request))
-            .map_err(|error| MetadataError::NotController(error.to_string()))?;
+        Some((_, address)) => vec![address],
+        None => voters.to_vec(),
+    };
+    let request = serde_json::to_vec(request)
+        .map_err(|error| MetadataError::NotController(error.to_string()))?;
+    let mut last = MetadataError::NotController("no controller is elected".into());
+    for address in targets {
+        let answer = match quorum.call_app(&address, request.clone()).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                last = MetadataError::NotController(error.to_string());
+                continue;
+            }
+        };
         let outcome: WireOutcome = serde_json::from_slice(&answer).map_err(|error| {
-            MetadataError::NotController(format!("controller {leader} answered garbage: {error}"))
+            MetadataError::NotController(format!("{address} answered garbage: {error}"))
         })?;
-        outcome.map_err(MetadataError::from)
+        match outcome.map_err(MetadataError::from) {
+            Err(MetadataError::NotController(reason)) => {
+                last = MetadataError::NotController(reason);
+            }
+            outcome => return outcome,
+        }
     }
+    Err(last)
 }
 
 impl RecordLog for QuorumLog {
@@ -137,6 +184,12 @@ pub fn install_controller_handler(broker: &Arc<Broker>, quorum: &Quorum) {
                     Some(broker) => run_forwarded(broker, command).await,
                     None => Err(WireError::NotController("the broker is stopping".into())),
                 },
+                Ok(ControllerRequest::JoinAsLearner { node_id, address }) => {
+                    match broker.upgrade() {
+                        Some(broker) => add_learner(&broker, node_id, address).await,
+                        None => Err(WireError::NotController("the broker is stopping".into())),
+                    }
+                }
                 Err(error) => Err(WireError::NotController(format!(
                     "not a controller request: {error}"
                 ))),
@@ -144,6 +197,25 @@ pub fn install_controller_handler(broker: &Arc<Broker>, quorum: &Quorum) {
             serde_json::to_vec(&outcome).unwrap_or_default()
         })
     }));
+}
+
+/// Adds a broker-only node as a learner of the metadata quorum, if this node is the active
+/// controller.
+async fn add_learner(broker: &Broker, node_id: u64, address: String) -> WireOutcome {
+    let Some(quorum) = broker
+        .quorum
+        .as_ref()
+        .filter(|_| broker.metadata.is_active())
+    else {
+        return Err(WireError::NotController(
+            "this node is not the active controller".into(),
+        ));
+    };
+    quorum
+        .add_learner(node_id, address)
+        .await
+        .map(|()| CommandOutcome::Done)
+        .map_err(|error| WireError::NotController(error.to_string()))
 }
 
 /// Runs a command another node forwarded; refuses if this node is not the active controller,
@@ -172,10 +244,15 @@ pub async fn run_membership(broker: Arc<Broker>, shutdown: Shutdown) {
     );
 }
 
-/// Registers this broker, then heartbeats at `broker.heartbeat.interval.ms`.
+/// Joins the quorum as a learner if this node is broker-only, registers this broker, then
+/// heartbeats at `broker.heartbeat.interval.ms`.
 async fn heartbeats(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1));
     let mut timer = tokio::time::interval(interval);
+    let mut joined = broker
+        .config
+        .quorum_voters
+        .contains_key(&broker.config.node_id);
     let mut registered = false;
     loop {
         tokio::select! {
@@ -184,8 +261,35 @@ async fn heartbeats(broker: Arc<Broker>, mut shutdown: Shutdown) {
                 if broker.stopping.load(std::sync::atomic::Ordering::Acquire) {
                     return;
                 }
+                if !joined {
+                    joined = join_as_learner(&broker).await;
+                    continue;
+                }
                 registered = heartbeat_once(&broker, registered).await;
             }
+        }
+    }
+}
+
+/// Asks the active controller to add this broker-only node to the quorum as a learner;
+/// returns whether it did.
+async fn join_as_learner(broker: &Broker) -> bool {
+    let (Some(quorum), Some(address)) = (&broker.quorum, broker.config.controller_listen) else {
+        return false;
+    };
+    let voters: Vec<String> = broker.config.quorum_voters.values().cloned().collect();
+    let request = ControllerRequest::JoinAsLearner {
+        node_id: broker.config.node_id as u64,
+        address: address.to_string(),
+    };
+    match ask_controller(quorum, broker.config.node_id, &voters, &request).await {
+        Ok(_) => {
+            tracing::info!(%address, "joined the metadata quorum as a learner");
+            true
+        }
+        Err(error) => {
+            tracing::debug!(%error, "could not join the metadata quorum yet");
+            false
         }
     }
 }

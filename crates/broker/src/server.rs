@@ -63,7 +63,7 @@ impl Server {
         };
         let (metadata, quorum) = if config.is_clustered() {
             let quorum = start_quorum(&mut config).await?;
-            let log = QuorumLog::new(quorum.clone(), config.node_id);
+            let log = QuorumLog::new(quorum.clone(), &config);
             (MetadataManager::new(Arc::new(log)), Some(quorum))
         } else {
             let (host, port) = config.advertised_address();
@@ -212,10 +212,11 @@ async fn start_quorum(config: &mut BrokerConfig) -> Result<Quorum, BrokerError> 
     let quorum = Quorum::start(quorum_config)
         .await
         .map_err(|error| BrokerError::Config(format!("controller quorum: {error}")))?;
-    if config.quorum_voters.contains_key(&config.node_id) {
+    // Voters serve the quorum; a broker-only node receives the log on it as a raft learner.
+    {
         let Some(address) = config.controller_listen else {
             return Err(BrokerError::Config(format!(
-                "node {} is a voter in controller.quorum.voters, but listeners has no {} entry",
+                "node {} is in a cluster (controller.quorum.voters is set), but listeners has no {} entry for the metadata quorum",
                 config.node_id, config.controller_listener_name
             )));
         };

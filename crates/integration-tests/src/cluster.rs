@@ -34,9 +34,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `size` nodes, all voters, with `extra_config` (TOML) added to each one's config.
     pub fn start(size: usize, extra_config: &str) -> Cluster {
+        Cluster::start_mixed(size, 0, extra_config)
+    }
+
+    /// Starts `voters` nodes that are controller voters and brokers, then `brokers_only` nodes
+    /// that are only brokers (they receive the metadata log as learners).
+    pub fn start_mixed(voters: usize, brokers_only: usize, extra_config: &str) -> Cluster {
+        let size = voters + brokers_only;
         let controller_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
+            .take(voters)
             .enumerate()
             .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
             .collect::<Vec<_>>()

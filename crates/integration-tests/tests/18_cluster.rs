@@ -194,3 +194,35 @@ fn a_stopping_broker_hands_its_leaderships_over_before_it_goes() {
         ]
     );
 }
+
+#[test]
+fn a_broker_only_node_learns_the_metadata_and_hosts_replicas() {
+    let mut cluster = Cluster::start_mixed(3, 1, FAST_MEMBERSHIP);
+    // The fourth node votes in nothing, yet registers, and learns the log as a learner.
+    for node in [1, 4] {
+        cluster.wait_for_brokers(node, &[1, 2, 3, 4]);
+    }
+    assert_eq!(cluster.create_topic(4, "everywhere", 4, 4), 0);
+    let metadata = cluster.wait_for_metadata(4, Duration::from_secs(10), "topic on 4", |m| {
+        partitions_of(m, "everywhere").is_some_and(|partitions| partitions.len() == 4)
+    });
+    let partitions = partitions_of(&metadata, "everywhere").unwrap();
+    // Replicas are spread from partition p's broker p+1: the broker-only node leads partition 3.
+    assert_eq!(partitions[&3].leader, 4, "{partitions:?}");
+    assert!(
+        partitions.values().all(|view| view.isr.contains(&4)),
+        "{partitions:?}"
+    );
+    // Writes with acks=all complete only once it has replicated them too.
+    let batch = record_batch_of_values_stamped_now(&["replicated to a broker-only node"]);
+    let mut to_leader = RawClient::connect(cluster.node(1).address);
+    let accepted = produce_batch_to_partition_zero(&mut to_leader, "everywhere", &batch);
+    assert_eq!(
+        accepted.error_code, 0,
+        "partition 0 (led by 1) with 4 in its ISR"
+    );
+    assert_eq!(
+        cluster.metric(4, "cauce_under_replicated_partitions"),
+        Some(0.0)
+    );
+}
