@@ -15,6 +15,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::InvalidConfig(_) => ResponseError::InvalidConfig,
         MetadataError::NotController(_) => ResponseError::NotController,
         MetadataError::StaleLeadership(_) => ResponseError::FencedLeaderEpoch,
+        MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
     }
 }

@@ -48,6 +48,13 @@ pub enum MetadataCommand {
         leader_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Move a partition's replicas to `target` (AlterPartitionReassignments, KIP-455); the
+    /// current replicas as target cancels a reassignment in progress.
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Vec<i32>,
+    },
     /// Elect leaders (ElectLeaders, KIP-460): the preferred replica (the first one) where it is
     /// live and in sync, or, unclean, any live replica of a partition that has no leader.
     /// `None` means every partition.
@@ -111,6 +118,7 @@ pub enum WireError {
     InvalidConfig(String),
     NotController(String),
     StaleLeadership(String),
+    InvalidReplicaAssignment(String),
 }
 
 impl From<&MetadataError> for WireError {
@@ -133,6 +141,9 @@ impl From<&MetadataError> for WireError {
             MetadataError::InvalidConfig(reason) => WireError::InvalidConfig(reason.clone()),
             MetadataError::NotController(reason) => WireError::NotController(reason.clone()),
             MetadataError::StaleLeadership(reason) => WireError::StaleLeadership(reason.clone()),
+            MetadataError::InvalidReplicaAssignment(reason) => {
+                WireError::InvalidReplicaAssignment(reason.clone())
+            }
         }
     }
 }
@@ -152,6 +163,9 @@ impl From<WireError> for MetadataError {
             WireError::InvalidConfig(reason) => MetadataError::InvalidConfig(reason),
             WireError::NotController(reason) => MetadataError::NotController(reason),
             WireError::StaleLeadership(reason) => MetadataError::StaleLeadership(reason),
+            WireError::InvalidReplicaAssignment(reason) => {
+                MetadataError::InvalidReplicaAssignment(reason)
+            }
         }
     }
 }

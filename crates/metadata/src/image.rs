@@ -36,6 +36,28 @@ pub struct PartitionImage {
     pub leader: i32,
     /// Bumped on every leadership change; fences stale leaders and followers.
     pub leader_epoch: i32,
+    /// Replicas joining in an ongoing reassignment.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas leaving once the reassignment completes.
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    /// The replicas a reassignment in progress moves the partition to, if one is.
+    pub fn reassignment_target(&self) -> Option<Vec<i32>> {
+        if self.adding_replicas.is_empty() && self.removing_replicas.is_empty() {
+            return None;
+        }
+        Some(
+            self.replicas
+                .iter()
+                .copied()
+                .filter(|replica| !self.removing_replicas.contains(replica))
+                .collect(),
+        )
+    }
 }
 
 /// A topic with its partitions and configuration overrides.
@@ -195,14 +217,27 @@ impl MetadataImage {
                     return;
                 };
                 let topic = Arc::make_mut(topic);
+                let index = *partition as usize;
+                // A reassignment in progress outlives the leadership changes it goes through.
+                let (adding_replicas, removing_replicas) = topic
+                    .partitions
+                    .get(index)
+                    .map(|current| {
+                        (
+                            current.adding_replicas.clone(),
+                            current.removing_replicas.clone(),
+                        )
+                    })
+                    .unwrap_or_default();
                 let image = PartitionImage {
                     partition: *partition,
                     replicas: replicas.clone(),
                     isr: isr.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
+                    adding_replicas,
+                    removing_replicas,
                 };
-                let index = *partition as usize;
                 if index < topic.partitions.len() {
                     topic.partitions[index] = image;
                 } else {
@@ -212,6 +247,24 @@ impl MetadataImage {
                         "partitions are added in order"
                     );
                     topic.partitions.push(image);
+                }
+            }
+            MetadataRecord::Reassignment {
+                topic_id,
+                partition,
+                adding,
+                removing,
+            } => {
+                let Some(name) = self.topic_names_by_id.get(topic_id) else {
+                    return;
+                };
+                let Some(topic) = self.topics.get_mut(name) else {
+                    return;
+                };
+                if let Some(current) = Arc::make_mut(topic).partitions.get_mut(*partition as usize)
+                {
+                    current.adding_replicas = adding.clone();
+                    current.removing_replicas = removing.clone();
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
@@ -266,6 +319,18 @@ fn push_topic_records(topic: &TopicImage, records: &mut Vec<MetadataRecord>) {
                 isr: partition.isr.clone(),
                 leader: partition.leader,
                 leader_epoch: partition.leader_epoch,
+            }),
+    );
+    records.extend(
+        topic
+            .partitions
+            .iter()
+            .filter(|partition| partition.reassignment_target().is_some())
+            .map(|partition| MetadataRecord::Reassignment {
+                topic_id: topic.topic_id,
+                partition: partition.partition,
+                adding: partition.adding_replicas.clone(),
+                removing: partition.removing_replicas.clone(),
             }),
     );
     records.extend(
@@ -354,6 +419,12 @@ mod tests {
             partition(kept, 0, 1),
             partition(kept, 1, 2),
             partition(kept, 0, 2),
+            MetadataRecord::Reassignment {
+                topic_id: kept,
+                partition: 1,
+                adding: vec![3],
+                removing: vec![1],
+            },
             MetadataRecord::Topic {
                 name: "removed".into(),
                 topic_id: removed,

@@ -53,6 +53,9 @@ pub enum MetadataError {
     /// A configuration key or value is not acceptable.
     #[error("{0}")]
     InvalidConfig(String),
+    /// A replica assignment names unknown brokers, none, or one twice.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A leader asked to change a partition it no longer leads, or at an old epoch.
     #[error("{0}")]
     StaleLeadership(String),

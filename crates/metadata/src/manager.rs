@@ -261,6 +261,14 @@ impl MetadataManager {
                 unclean,
                 partitions,
             } => Ok(decide_elections(image, *unclean, partitions.as_deref())),
+            MetadataCommand::Reassign {
+                topic,
+                partition,
+                target,
+            } => {
+                let records = decide_reassignment(image, topic, *partition, target)?;
+                Ok((records, CommandOutcome::Done))
+            }
             MetadataCommand::ControlledShutdown { broker_id } => {
                 if !image.brokers.contains_key(broker_id) {
                     return Ok((Vec::new(), CommandOutcome::Done));
@@ -471,6 +479,11 @@ fn log_change(command: &MetadataCommand) {
         MetadataCommand::ElectLeaders { unclean, .. } => {
             tracing::info!(unclean, "leaders elected")
         }
+        MetadataCommand::Reassign {
+            topic,
+            partition,
+            target,
+        } => tracing::info!(%topic, partition, ?target, "partition reassignment started"),
         MetadataCommand::RegisterBroker {
             broker_id,
             host,
@@ -581,13 +594,145 @@ fn decide_alter_partition(
     if isr == partition.isr.as_slice() {
         return Ok(Vec::new());
     }
-    Ok(vec![partition_change(
+    let mut records = vec![partition_change(
         topic,
         partition,
         isr.to_vec(),
         leader,
         leader_epoch,
-    )])
+    )];
+    records.extend(complete_reassignment(
+        &image.apply(&records),
+        topic_id,
+        index,
+    ));
+    Ok(records)
+}
+
+/// Starts (or replaces, or with the current replicas cancels) a reassignment of a partition's
+/// replicas to `target`: the partition is hosted by old and new replicas alike until every
+/// target replica is in sync, then the old ones leave (KIP-455's adding and removing
+/// replicas).
+fn decide_reassignment(
+    image: &MetadataImage,
+    name: &str,
+    index: i32,
+    target: &[i32],
+) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+    let partition = usize::try_from(index)
+        .ok()
+        .and_then(|slot| topic.partitions.get(slot))
+        .ok_or_else(|| MetadataError::UnknownTopic(format!("{name}-{index}")))?;
+    let mut unique = target.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if target.is_empty() || unique.len() != target.len() {
+        return Err(MetadataError::InvalidReplicaAssignment(format!(
+            "replicas {target:?} must name at least one broker, each once"
+        )));
+    }
+    if let Some(unknown) = target
+        .iter()
+        .find(|broker| !image.brokers.contains_key(broker))
+    {
+        return Err(MetadataError::InvalidReplicaAssignment(format!(
+            "broker {unknown} is not registered"
+        )));
+    }
+    // The replicas before any reassignment in progress.
+    let original: Vec<i32> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|replica| !partition.adding_replicas.contains(replica))
+        .collect();
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|replica| !original.contains(replica))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|replica| !target.contains(replica))
+        .collect();
+    let mut replicas = target.to_vec();
+    replicas.extend(&removing);
+    let isr: Vec<i32> = partition
+        .isr
+        .iter()
+        .copied()
+        .filter(|replica| replicas.contains(replica))
+        .collect();
+    let mut hosted = partition.clone();
+    hosted.replicas = replicas;
+    let mut records = vec![
+        partition_change(
+            topic,
+            &hosted,
+            isr,
+            partition.leader,
+            partition.leader_epoch,
+        ),
+        MetadataRecord::Reassignment {
+            topic_id: topic.topic_id,
+            partition: index,
+            adding,
+            removing,
+        },
+    ];
+    records.extend(complete_reassignment(
+        &image.apply(&records),
+        topic.topic_id,
+        index,
+    ));
+    Ok(records)
+}
+
+/// Ends a partition's reassignment if every target replica is in sync: the replicas become the
+/// target, the others leave the ISR, and a leader that is leaving hands over to an in-sync
+/// target replica.
+fn complete_reassignment(image: &MetadataImage, topic_id: Uuid, index: i32) -> Vec<MetadataRecord> {
+    let Some(topic) = image.topic_by_id(&topic_id) else {
+        return Vec::new();
+    };
+    let Some(partition) = usize::try_from(index)
+        .ok()
+        .and_then(|slot| topic.partitions.get(slot))
+    else {
+        return Vec::new();
+    };
+    let Some(target) = partition.reassignment_target() else {
+        return Vec::new();
+    };
+    if !target.iter().all(|replica| partition.isr.contains(replica)) {
+        return Vec::new();
+    }
+    let isr: Vec<i32> = target.clone();
+    let (leader, leader_epoch) = if target.contains(&partition.leader) {
+        (partition.leader, partition.leader_epoch)
+    } else {
+        let next = isr
+            .iter()
+            .copied()
+            .find(|replica| image.is_live(*replica))
+            .unwrap_or(-1);
+        (next, partition.leader_epoch + 1)
+    };
+    let mut finished = partition.clone();
+    finished.replicas = target.clone();
+    vec![
+        partition_change(topic, &finished, isr, leader, leader_epoch),
+        MetadataRecord::Reassignment {
+            topic_id,
+            partition: index,
+            adding: Vec::new(),
+            removing: Vec::new(),
+        },
+    ]
 }
 
 /// Elections for `wanted` partitions (all when `None`): the preferred replica where it is live,
@@ -1149,6 +1294,58 @@ mod tests {
         assert_eq!((careful.leader, careful.isr.clone()), (-1, vec![3]));
         let risky = &image.topic("risky").unwrap().partitions[0];
         assert_eq!((risky.leader, risky.isr.clone()), (2, vec![2]));
+    }
+
+    #[test]
+    fn a_reassignment_hosts_old_and_new_replicas_until_the_new_ones_are_in_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        for broker in [2, 3, 4] {
+            register(&manager, broker);
+        }
+        let mut topic = request("moving", 1);
+        topic.assignments = vec![vec![1, 2, 3]];
+        let topic_id = manager.create_topic(&topic, false).unwrap().topic_id;
+        let reassign = |target: Vec<i32>| {
+            manager.execute(MetadataCommand::Reassign {
+                topic: "moving".into(),
+                partition: 0,
+                target,
+            })
+        };
+        assert!(matches!(
+            reassign(vec![4, 4]),
+            Err(MetadataError::InvalidReplicaAssignment(_))
+        ));
+        reassign(vec![4, 2, 3]).unwrap();
+        let partition = manager.image().topic("moving").unwrap().partitions[0].clone();
+        assert_eq!(partition.replicas, vec![4, 2, 3, 1]);
+        assert_eq!(
+            (
+                partition.adding_replicas.clone(),
+                partition.removing_replicas.clone()
+            ),
+            (vec![4], vec![1])
+        );
+        assert_eq!(
+            (partition.leader, partition.isr.clone()),
+            (1, vec![1, 2, 3])
+        );
+        // The new replica catches up and the leader adds it: the move completes.
+        manager
+            .execute(MetadataCommand::AlterPartition {
+                topic_id,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                isr: vec![1, 2, 3, 4],
+            })
+            .unwrap();
+        let partition = manager.image().topic("moving").unwrap().partitions[0].clone();
+        assert_eq!(partition.replicas, vec![4, 2, 3]);
+        assert_eq!(partition.isr, vec![4, 2, 3]);
+        assert_eq!((partition.leader, partition.leader_epoch), (4, 1));
+        assert_eq!(partition.reassignment_target(), None);
     }
 
     #[test]

@@ -39,6 +39,15 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
     },
+    /// A partition's replicas are being reassigned (KIP-455): `adding` are joining, `removing`
+    /// will leave once every target replica (the replicas but `removing`) is in sync. Empty
+    /// lists end the reassignment.
+    Reassignment {
+        topic_id: Uuid,
+        partition: i32,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+    },
     /// A topic and all its partitions go away.
     RemoveTopic { topic_id: Uuid },
     /// Reserves producer ids below `next_producer_id` for the broker that wrote it.

@@ -3,6 +3,9 @@
 
 use cauce_metadata::command::{CommandOutcome, Election, MetadataCommand};
 use cauce_metadata::quorum::{QuorumDescription, ReplicaDescription};
+use cauce_protocol::kafka::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
 use cauce_protocol::kafka::messages::describe_cluster_response::DescribeClusterBroker;
 use cauce_protocol::kafka::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
@@ -10,9 +13,14 @@ use cauce_protocol::kafka::messages::describe_quorum_response::{
 use cauce_protocol::kafka::messages::elect_leaders_response::{
     PartitionResult, ReplicaElectionResult,
 };
+use cauce_protocol::kafka::messages::list_partition_reassignments_response::{
+    OngoingPartitionReassignment, OngoingTopicReassignment,
+};
 use cauce_protocol::kafka::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, TopicName,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+    ListPartitionReassignmentsResponse, TopicName,
 };
 use cauce_protocol::ResponseError;
 
@@ -205,4 +213,97 @@ fn quorum_response(description: &QuorumDescription) -> DescribeQuorumResponse {
             .with_topic_name(TopicName(text(METADATA_TOPIC)))
             .with_partitions(vec![partition])])
         .with_nodes(nodes)
+}
+
+/// AlterPartitionReassignments (KIP-455): each partition's new replica list goes to the active
+/// controller; a null list (cancel) is refused for now.
+pub fn alter_partition_reassignments(
+    context: Context,
+    request: AlterPartitionReassignmentsRequest,
+) -> Reply {
+    context.respond_blocking(move |context| {
+        let responses = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let outcome = match &partition.replicas {
+                            None => Err((
+                                ResponseError::NoReassignmentInProgress,
+                                "cancelling a reassignment with a null replica list is not supported; send the current replicas".to_string(),
+                            )),
+                            Some(replicas) => context
+                                .broker
+                                .metadata
+                                .execute(MetadataCommand::Reassign {
+                                    topic: topic.name.to_string(),
+                                    partition: partition.partition_index,
+                                    target: replicas.iter().map(|id| id.0).collect(),
+                                })
+                                .map(drop)
+                                .map_err(|error| {
+                                    (crate::errors::metadata_error_code(&error), error.to_string())
+                                }),
+                        };
+                        let (error, message) = match outcome {
+                            Ok(()) => (0, None),
+                            Err((error, message)) => (error.code(), Some(text(message))),
+                        };
+                        ReassignablePartitionResponse::default()
+                            .with_partition_index(partition.partition_index)
+                            .with_error_code(error)
+                            .with_error_message(message)
+                    })
+                    .collect();
+                ReassignableTopicResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        AlterPartitionReassignmentsResponse::default().with_responses(responses)
+    })
+}
+
+/// ListPartitionReassignments (KIP-455): the reassignments in progress, with the replicas
+/// joining and leaving.
+pub fn list_partition_reassignments(
+    context: Context,
+    request: ListPartitionReassignmentsRequest,
+) -> Reply {
+    let image = context.broker.metadata.image();
+    let wanted = |topic: &str, partition: i32| match &request.topics {
+        None => true,
+        Some(topics) => topics.iter().any(|wanted| {
+            wanted.name.as_str() == topic && wanted.partition_indexes.contains(&partition)
+        }),
+    };
+    let ids = |replicas: &[i32]| replicas.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    let topics = image
+        .topics
+        .values()
+        .filter_map(|topic| {
+            let ongoing: Vec<OngoingPartitionReassignment> = topic
+                .partitions
+                .iter()
+                .filter(|partition| partition.reassignment_target().is_some())
+                .filter(|partition| wanted(&topic.name, partition.partition))
+                .map(|partition| {
+                    OngoingPartitionReassignment::default()
+                        .with_partition_index(partition.partition)
+                        .with_replicas(ids(&partition.replicas))
+                        .with_adding_replicas(ids(&partition.adding_replicas))
+                        .with_removing_replicas(ids(&partition.removing_replicas))
+                })
+                .collect();
+            (!ongoing.is_empty()).then(|| {
+                OngoingTopicReassignment::default()
+                    .with_name(TopicName(text(topic.name.clone())))
+                    .with_partitions(ongoing)
+            })
+        })
+        .collect();
+    context.respond(&ListPartitionReassignmentsResponse::default().with_topics(topics))
 }

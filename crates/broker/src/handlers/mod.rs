@@ -231,6 +231,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::DescribeLogDirs => route!(log_dirs::describe_log_dirs),
         ApiKey::DescribeQuorum => route!(cluster::describe_quorum),
         ApiKey::ElectLeaders => route!(cluster::elect_leaders),
+        ApiKey::AlterPartitionReassignments => route!(cluster::alter_partition_reassignments),
+        ApiKey::ListPartitionReassignments => route!(cluster::list_partition_reassignments),
         ApiKey::FindCoordinator => route!(groups::find_coordinator),
         ApiKey::JoinGroup => route!(groups::join_group),
         ApiKey::SyncGroup => route!(groups::sync_group),
