@@ -116,6 +116,9 @@ impl LogBackend {
             .collect();
         for key in removed {
             if let Some(partition) = partitions.remove(&key) {
+                // Requests still holding it (acks=all waits, long polls) must learn now that it
+                // is led elsewhere, not when they time out.
+                partition.resign();
                 if let Err(error) = partition.close() {
                     tracing::warn!(topic = %key.0, partition = key.1, %error, "closing a deleted partition failed");
                 }

@@ -126,6 +126,15 @@ impl Partition {
         }
     }
 
+    /// Stops leading (the partition left this broker): waiters answer NOT_LEADER_OR_FOLLOWER.
+    pub fn resign(&self) {
+        *self.replicas.lock() = None;
+        self.is_leader.store(false, Ordering::Release);
+        // Wake long polls and acks=all waits so that they notice.
+        self.high_watermark.send_modify(|_| {});
+        self.end_offset.send_modify(|_| {});
+    }
+
     /// The high watermark: consumers read below it.
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()

@@ -170,10 +170,27 @@ async fn settle(
 }
 
 /// Reads a whole partition (up to its high watermark) with an rdkafka consumer.
-pub fn read_whole_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, String)> {
-    let (low, high) = consumer_assigned_from_partition_start(bootstrap, topic, partition)
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .expect("watermarks");
+///
+/// Right after a leadership change the new leader's high watermark can trail what the old one
+/// acknowledged until the followers fetch from it (as in Kafka), so this first waits until it
+/// reaches `at_least`.
+pub fn read_whole_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    at_least: i64,
+) -> Vec<(i64, String)> {
+    let consumer = consumer_assigned_from_partition_start(bootstrap, topic, partition);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (low, high) = loop {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .expect("watermarks");
+        if high >= at_least || Instant::now() >= deadline {
+            break (low, high);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(low, 0, "partition {partition} starts at offset 0");
     let stored = consume_offsets_and_payloads_from_partition_start(
         bootstrap,

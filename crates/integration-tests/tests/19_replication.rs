@@ -68,7 +68,12 @@ fn acknowledged_records_survive_killing_the_leader_five_times() {
             .get(&partition)
             .cloned()
             .unwrap_or_default();
-        let stored = read_whole_partition(&bootstrap, TOPIC, partition);
+        let end = acknowledged
+            .iter()
+            .map(|(offset, _)| offset + 1)
+            .max()
+            .unwrap_or(0);
+        let stored = read_whole_partition(&bootstrap, TOPIC, partition, end);
         check_partition(partition, PARTITIONS, &acknowledged, &stored);
     }
 }

@@ -210,7 +210,12 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
     let bootstrap = cluster.bootstrap();
     for partition in 0..PARTITIONS {
         let acked = acknowledged.get(&partition).cloned().unwrap_or_default();
-        let stored = read_whole_partition(&bootstrap, TOPIC, partition);
+        let end = acked
+            .iter()
+            .map(|(offset, _)| offset + 1)
+            .max()
+            .unwrap_or(0);
+        let stored = read_whole_partition(&bootstrap, TOPIC, partition, end);
         check_partition(partition, PARTITIONS, &acked, &stored);
         eprintln!(
             "partition {partition}: {} acknowledged, {} stored",

@@ -1,13 +1,15 @@
 //! Partition reassignment (KIP-455) on a live cluster: a fourth, broker-only node is added and a
-//! partition's replicas move onto it and off an old broker while a producer keeps writing.
+//! partition's replicas move onto it and off an old broker while a producer keeps writing and a
+//! consumer keeps reading.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cauce_integration_tests::acked::{
     check_partition, produce_until, read_whole_partition, Produced,
 };
+use cauce_integration_tests::clients::consumer_assigned_from_partition_start;
 use cauce_integration_tests::cluster::{partitions_of, Cluster, FAST_MEMBERSHIP};
 use cauce_integration_tests::raw::topic_name;
 use cauce_integration_tests::RawClient;
@@ -18,8 +20,30 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
+use rdkafka::Message;
 
 const TOPIC: &str = "moving";
+
+/// Reads partition 0 from the start, recording offsets, until `stop`; then drains what is left.
+fn consume_until(bootstrap: &str, stop: &AtomicBool, consumed: &Mutex<Vec<i64>>) {
+    let consumer = consumer_assigned_from_partition_start(bootstrap, TOPIC, 0);
+    let mut idle_since = Instant::now();
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                consumed.lock().unwrap().push(message.offset());
+                idle_since = Instant::now();
+            }
+            // Leadership moves surface as transient errors; the consumer goes on by itself.
+            Some(Err(error)) => eprintln!("consumer: {error}"),
+            None => {
+                if stop.load(Ordering::Relaxed) && idle_since.elapsed() > Duration::from_secs(3) {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 fn reassign(client: &mut RawClient, partition: i32, replicas: &[i32]) -> i16 {
     let request = AlterPartitionReassignmentsRequest::default()
@@ -52,7 +76,7 @@ fn reassignments_in_progress(client: &mut RawClient) -> usize {
 }
 
 #[test]
-fn a_partition_moves_onto_a_new_broker_while_a_producer_writes() {
+fn a_partition_moves_onto_a_new_broker_while_clients_produce_and_consume() {
     let mut cluster =
         Cluster::start_mixed(3, 1, &format!("{FAST_MEMBERSHIP}min.insync.replicas = 2\n"));
     cluster.wait_for_brokers(1, &[1, 2, 3, 4]);
@@ -84,6 +108,11 @@ fn a_partition_moves_onto_a_new_broker_while_a_producer_writes() {
         std::thread::spawn(move || produce_until(bootstrap, TOPIC, 1, stop, produced))
     };
     produced.wait_for_acknowledgements_beyond(&[100], Duration::from_secs(30), "before moving");
+    let consumed = Arc::new(Mutex::new(Vec::new()));
+    let consumer = {
+        let (bootstrap, stop, consumed) = (cluster.bootstrap(), stop.clone(), consumed.clone());
+        std::thread::spawn(move || consume_until(&bootstrap, &stop, &consumed))
+    };
 
     // Move the partition off broker 1 (its leader) onto broker 4.
     assert_eq!(reassign(&mut admin, 0, &[4, 2, 3]), 0);
@@ -112,8 +141,26 @@ fn a_partition_moves_onto_a_new_broker_while_a_producer_writes() {
     produced.assert_not_fatal();
 
     let acknowledged = produced.acknowledged.lock().unwrap()[&0].clone();
-    let stored = read_whole_partition(&cluster.bootstrap(), TOPIC, 0);
+    let end = acknowledged
+        .iter()
+        .map(|(offset, _)| offset + 1)
+        .max()
+        .unwrap_or(0);
+    let stored = read_whole_partition(&cluster.bootstrap(), TOPIC, 0, end);
     check_partition(0, 1, &acknowledged, &stored);
+    // The consumer that read through the move saw every record once, in order.
+    consumer.join().expect("consumer thread");
+    let consumed = consumed.lock().unwrap().clone();
+    let expected: Vec<i64> = (0..consumed.len() as i64).collect();
+    assert_eq!(
+        consumed, expected,
+        "the consumer skipped or repeated offsets"
+    );
+    assert_eq!(
+        consumed.len(),
+        stored.len(),
+        "the consumer did not read everything"
+    );
 
     // Unknown brokers are refused.
     assert_eq!(
