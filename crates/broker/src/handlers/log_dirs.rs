@@ -15,9 +15,30 @@ use cauce_protocol::kafka::messages::{DescribeLogDirsRequest, DescribeLogDirsRes
 use super::{text, Context, Reply};
 use crate::partition::Partition;
 
-/// What Kafka reports for TotalBytes and UsableBytes when it does not know them. The broker
-/// has no portable way to ask the file system for them without a new dependency.
+/// What Kafka reports for TotalBytes and UsableBytes when it does not know them.
 const UNKNOWN_VOLUME_BYTES: i64 = -1;
+
+/// The size of the file system holding `dir` and the bytes still available to the broker
+/// there (KIP-827), or unknown if it cannot be asked.
+fn volume_bytes(dir: &std::path::Path) -> (i64, i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES);
+    };
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stats` is written by statvfs before it is read,
+    // which only happens when it returned 0.
+    let stats = unsafe {
+        if libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) != 0 {
+            return (UNKNOWN_VOLUME_BYTES, UNKNOWN_VOLUME_BYTES);
+        }
+        stats.assume_init()
+    };
+    let fragment = stats.f_frsize as i64;
+    let total = (stats.f_blocks as i64).saturating_mul(fragment);
+    let usable = (stats.f_bavail as i64).saturating_mul(fragment);
+    (total, usable)
+}
 
 /// The lag Kafka reports for a partition's current (not "future") log: it is
 /// `max(high watermark - log end offset, 0)`, which is always 0 since the high watermark never
@@ -31,11 +52,12 @@ const CURRENT_LOG_OFFSET_LAG: i64 = 0;
 pub fn describe_log_dirs(context: Context, request: DescribeLogDirsRequest) -> Reply {
     context.respond_blocking(move |context| {
         let partitions = requested_partitions(context, request.topics.as_deref());
+        let (total, usable) = volume_bytes(&context.broker.config.data_dir);
         let result = DescribeLogDirsResult::default()
             .with_log_dir(text(log_dir_path(&context.broker.config.data_dir)))
             .with_topics(describe_topics(&partitions))
-            .with_total_bytes(UNKNOWN_VOLUME_BYTES)
-            .with_usable_bytes(UNKNOWN_VOLUME_BYTES);
+            .with_total_bytes(total)
+            .with_usable_bytes(usable);
         DescribeLogDirsResponse::default().with_results(vec![result])
     })
 }
