@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
@@ -251,15 +252,8 @@ fn send_lines(
         if let Some(partition) = args.partition {
             record = record.partition(partition);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(100));
-                }
-                Err((error, _)) => bail!("cannot send line {}: {error}", sent + 1),
-            }
+        if let Err(error) = send_when_queued(producer, record, Duration::from_millis(100)) {
+            bail!("cannot send line {}: {error}", sent + 1);
         }
         sent += 1;
         // Serves delivery reports as they come, so they do not pile up.
@@ -303,6 +297,30 @@ pub fn topic_partitions(connection: &Connection, topic: &str) -> anyhow::Result<
     let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     partitions.sort_unstable();
     Ok(partitions)
+}
+
+/// Hands `record` to librdkafka; while its queue is full, serves delivery reports for `pause`
+/// and tries again. Any other refusal is returned.
+pub fn send_when_queued<'a, C, K, P>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    pause: Duration,
+) -> Result<(), KafkaError>
+where
+    C: ProducerContext,
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                producer.poll(pause);
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
 }
 
 #[cfg(test)]

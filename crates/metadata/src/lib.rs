@@ -13,6 +13,7 @@
 //! goes through the log, so adding voters later replaces the store, not the callers.
 
 pub mod command;
+mod framing;
 pub mod image;
 pub mod manager;
 pub mod quorum;

@@ -8,10 +8,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::framing::{next_frame, push_frame};
 use crate::record::MetadataRecord;
 use crate::MetadataError;
 
-const ENTRY_HEADER_BYTES: usize = 8;
 const LOG_FILE_NAME: &str = "metadata.log";
 
 /// The append-only file of metadata records.
@@ -57,9 +57,10 @@ impl MetadataStore {
                 index: 0,
                 reason: error.to_string(),
             })?;
-            buffer.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            buffer.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-            buffer.extend_from_slice(&payload);
+            push_frame(&payload, &mut buffer).ok_or_else(|| MetadataError::BadRecord {
+                index: 0,
+                reason: format!("record of {} bytes is too long", payload.len()),
+            })?;
         }
         self.file.write_all(&buffer)?;
         self.file.sync_data()?;
@@ -72,23 +73,13 @@ impl MetadataStore {
 fn decode_entries(contents: &[u8]) -> Result<(Vec<MetadataRecord>, usize), MetadataError> {
     let mut records = Vec::new();
     let mut position = 0;
-    while contents.len() - position >= ENTRY_HEADER_BYTES {
-        let header = &contents[position..position + ENTRY_HEADER_BYTES];
-        let length = u32::from_be_bytes(header[0..4].try_into().unwrap()) as usize;
-        let checksum = u32::from_be_bytes(header[4..8].try_into().unwrap());
-        let start = position + ENTRY_HEADER_BYTES;
-        let Some(payload) = contents.get(start..start + length) else {
-            break;
-        };
-        if crc32c::crc32c(payload) != checksum {
-            break;
-        }
+    while let Some((payload, next)) = next_frame(contents, position) {
         let record = serde_json::from_slice(payload).map_err(|error| MetadataError::BadRecord {
             index: records.len() as u64,
             reason: error.to_string(),
         })?;
         records.push(record);
-        position = start + length;
+        position = next;
     }
     Ok((records, position))
 }

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::produce::{delivery_reason, wait_until, MESSAGE_TIMEOUT};
@@ -22,6 +20,7 @@ use super::{
     ensure_topic, payload, with_progress, Limit, LimitArgs, Meter, PerfSummary, Schedule, Workload,
 };
 use crate::admin::{ConnectionArgs, REQUEST_TIMEOUT};
+use crate::produce::send_when_queued;
 
 /// Bytes of the send stamp at the start of every value.
 const STAMP_BYTES: usize = 8;
@@ -166,16 +165,9 @@ fn send(
         // it held back.
         let stamp = meter.nanos_since_origin(due.unwrap_or_else(Instant::now));
         value[..STAMP_BYTES].copy_from_slice(&stamp.to_be_bytes());
-        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&args.topic).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((error, _)) => bail!("cannot send to topic '{}': {error}", args.topic),
-            }
+        let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&args.topic).payload(&value);
+        if let Err(error) = send_when_queued(producer, record, Duration::from_millis(10)) {
+            bail!("cannot send to topic '{}': {error}", args.topic);
         }
         index += 1;
         sent.store(index, Ordering::Release);

@@ -8,14 +8,13 @@ use anyhow::{anyhow, bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 use super::{
     ensure_topic, payload, with_progress, Limit, LimitArgs, Meter, PerfSummary, Schedule, Workload,
 };
 use crate::admin::ConnectionArgs;
-use crate::produce::{Acks, Compression};
+use crate::produce::{send_when_queued, Acks, Compression};
 
 /// How long librdkafka retries one record before reporting it undelivered, and how long the
 /// final flush may take: bounds a run whose broker went away.
@@ -193,15 +192,8 @@ fn send(
             key.push_str(&sent.to_string());
             record = record.key(key.as_str());
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((error, _)) => bail!("cannot send to topic '{}': {error}", args.topic),
-            }
+        if let Err(error) = send_when_queued(producer, record, Duration::from_millis(10)) {
+            bail!("cannot send to topic '{}': {error}", args.topic);
         }
         sent += 1;
         producer.poll(Duration::ZERO);

@@ -18,12 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::durable::sync_parent_directory;
 use super::types::{Entry, LogId};
+use crate::framing::{next_frame, push_frame};
 
 /// The file's name inside the quorum directory.
 pub(crate) const LOG_FILE_NAME: &str = "raft.log";
-
-/// Bytes before each record's JSON: length and checksum.
-const RECORD_HEADER_BYTES: usize = 8;
 
 /// One record of the file, as read back.
 #[derive(Deserialize)]
@@ -185,7 +183,7 @@ fn decode_log(contents: &[u8]) -> io::Result<DecodedLog> {
         offsets: BTreeMap::new(),
         valid_length: 0,
     };
-    while let Some((payload, next_position)) = next_record(contents, decoded.valid_length) {
+    while let Some((payload, next_position)) = next_frame(contents, decoded.valid_length) {
         let record: LogRecord = serde_json::from_slice(payload).map_err(|error| {
             invalid_data(format!(
                 "raft log record at byte {} is not valid: {error}",
@@ -232,26 +230,11 @@ fn check_next_index(log: &RecoveredLog, entry: &Entry) -> io::Result<()> {
     )))
 }
 
-/// The intact payload of the record at `position` and where the next one starts, or `None`
-/// when the record is incomplete or its checksum does not match.
-fn next_record(contents: &[u8], position: usize) -> Option<(&[u8], usize)> {
-    let header = contents.get(position..position + RECORD_HEADER_BYTES)?;
-    let length = u32::from_be_bytes(header[0..4].try_into().ok()?) as usize;
-    let checksum = u32::from_be_bytes(header[4..8].try_into().ok()?);
-    let start = position + RECORD_HEADER_BYTES;
-    let payload = contents.get(start..start.checked_add(length)?)?;
-    (crc32c::crc32c(payload) == checksum).then_some((payload, start + length))
-}
-
 /// Appends one framed record to `buffer`.
 fn encode_record(record: &LogRecordRef<'_>, buffer: &mut Vec<u8>) -> io::Result<()> {
     let payload = serde_json::to_vec(record).map_err(io::Error::other)?;
-    let length = u32::try_from(payload.len())
-        .map_err(|_| invalid_data(format!("raft log record of {} bytes", payload.len())))?;
-    buffer.extend_from_slice(&length.to_be_bytes());
-    buffer.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    buffer.extend_from_slice(&payload);
-    Ok(())
+    push_frame(&payload, buffer)
+        .ok_or_else(|| invalid_data(format!("raft log record of {} bytes", payload.len())))
 }
 
 /// An `InvalidData` error with `message`.
