@@ -1,7 +1,7 @@
 //! A cluster of real `cauce server` processes on loopback, each a controller voter and a broker,
 //! and the Metadata questions tests ask it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, MetadataRequest, MetadataResponse,
 };
 
+use crate::network::Network;
 use crate::raw::topic_name;
 use crate::{free_port, BrokerProcess, RawClient};
 
@@ -18,6 +19,9 @@ use crate::{free_port, BrokerProcess, RawClient};
 const METADATA_VERSION: i16 = 12;
 /// CreateTopics version the helpers speak.
 const CREATE_TOPICS_VERSION: i16 = 7;
+
+/// How long a node may take to see a membership or ISR change a test waits for.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Brokers that heartbeat often and are fenced soon, so failover tests run in seconds.
 pub const FAST_MEMBERSHIP: &str =
@@ -29,6 +33,8 @@ pub struct Cluster {
     pub nodes: Vec<BrokerProcess>,
     /// Where each node serves `/metrics`, by the same index.
     pub metrics: Vec<SocketAddr>,
+    /// The proxies in front of every node's listeners, if the cluster was started behind them.
+    network: Option<Network>,
 }
 
 impl Cluster {
@@ -40,30 +46,94 @@ impl Cluster {
     /// Starts `voters` nodes that are controller voters and brokers, then `brokers_only` nodes
     /// that are only brokers (they receive the metadata log as learners).
     pub fn start_mixed(voters: usize, brokers_only: usize, extra_config: &str) -> Cluster {
+        Cluster::launch(voters, brokers_only, extra_config, None)
+    }
+
+    /// Starts `size` voter nodes that every connection reaches through a proxy (both the Kafka
+    /// and the controller listener), so that [`Cluster::isolate`] can cut one off.
+    pub fn start_behind_proxies(size: usize, extra_config: &str) -> Cluster {
+        Cluster::launch(size, 0, extra_config, Some(Network::default()))
+    }
+
+    fn launch(
+        voters: usize,
+        brokers_only: usize,
+        extra_config: &str,
+        network: Option<Network>,
+    ) -> Cluster {
         let size = voters + brokers_only;
-        let controller_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let voters = controller_ports
+        // Where node `node` listens, and where the others reach it: a proxy, if there is one.
+        let listener = |node: usize| {
+            let listen = loopback(free_port());
+            let reached = network
+                .as_ref()
+                .map_or(listen, |network| network.proxy(node as i32, listen));
+            (listen, reached)
+        };
+        let controllers: Vec<(SocketAddr, SocketAddr)> = (1..=size).map(listener).collect();
+        let voters = controllers
             .iter()
             .take(voters)
             .enumerate()
-            .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
+            .map(|(index, (_, reached))| format!("{}@{reached}", index + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let metrics: Vec<SocketAddr> = (0..size)
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect();
-        let nodes = controller_ports
+        let metrics: Vec<SocketAddr> = (0..size).map(|_| loopback(free_port())).collect();
+        let nodes: Vec<BrokerProcess> = controllers
             .iter()
             .zip(&metrics)
             .enumerate()
-            .map(|(index, (port, metrics))| {
-                BrokerProcess::start_with_config(&format!(
-                    "node.id = {}\nlisteners = \"CONTROLLER://127.0.0.1:{port}\"\ncontroller.quorum.voters = \"{voters}\"\nmetrics.listen = \"{metrics}\"\n{extra_config}",
-                    index + 1
-                ))
+            .map(|(index, ((controller, _), metrics))| {
+                let node = index + 1;
+                let (listen, reached) = listener(node);
+                let advertised = match network {
+                    Some(_) => format!("advertised.listeners = \"PLAINTEXT://{reached}\"\n"),
+                    None => String::new(),
+                };
+                BrokerProcess::start_behind(
+                    listen,
+                    reached,
+                    &format!(
+                        "node.id = {node}\nlisteners = \"CONTROLLER://{controller}\"\ncontroller.quorum.voters = \"{voters}\"\nmetrics.listen = \"{metrics}\"\n{advertised}{extra_config}"
+                    ),
+                )
             })
             .collect();
-        Cluster { nodes, metrics }
+        let cluster = Cluster {
+            nodes,
+            metrics,
+            network,
+        };
+        if let Some(network) = &cluster.network {
+            network.set_nodes(cluster.nodes_by_pid());
+        }
+        cluster
+    }
+
+    /// The running nodes' ids by process id.
+    fn nodes_by_pid(&self) -> HashMap<u32, i32> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(index, node)| Some((node.pid()?, index as i32 + 1)))
+            .collect()
+    }
+
+    /// Cuts node `node_id` off from the other nodes (in both directions) while clients still
+    /// reach every node. Needs a cluster started behind proxies.
+    pub fn isolate(&self, node_id: i32) {
+        self.network
+            .as_ref()
+            .expect("isolate needs a cluster started behind proxies")
+            .isolate(node_id, self.nodes_by_pid());
+    }
+
+    /// Lets node `node_id` reach the other nodes again.
+    pub fn heal(&self, node_id: i32) {
+        self.network
+            .as_ref()
+            .expect("heal needs a cluster started behind proxies")
+            .heal(node_id);
     }
 
     /// The node with this id.
@@ -144,6 +214,41 @@ impl Cluster {
         )
     }
 
+    /// Polls node `node_id` until every partition of `topic` has all of `brokers` in its ISR and
+    /// a leader among them, panicking with `failure` (and the partitions still missing a broker)
+    /// after [`CHANGE_TIMEOUT`].
+    pub fn wait_for_full_isrs(
+        &mut self,
+        node_id: i32,
+        topic: &str,
+        partitions: i32,
+        brokers: &[i32],
+        failure: &str,
+    ) -> BTreeMap<i32, PartitionView> {
+        let deadline = Instant::now() + CHANGE_TIMEOUT;
+        loop {
+            let current = partitions_of(&self.metadata(node_id), topic).unwrap_or_default();
+            let short: BTreeMap<&i32, &PartitionView> = current
+                .iter()
+                .filter(|(_, view)| {
+                    let mut isr = view.isr.clone();
+                    isr.sort_unstable();
+                    isr != brokers || !brokers.contains(&view.leader)
+                })
+                .collect();
+            if current.len() == partitions as usize && short.is_empty() {
+                return current;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{failure}: node {node_id} still shows {} of {partitions} partitions of {topic}, \
+                 these without ISR {brokers:?} after {CHANGE_TIMEOUT:?}: {short:?}",
+                current.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Creates a topic through node `node_id`; returns the response's error code.
     pub fn create_topic(
         &mut self,
@@ -163,6 +268,11 @@ impl Cluster {
             client.call(ApiKey::CreateTopics, CREATE_TOPICS_VERSION, &request);
         response.topics[0].error_code
     }
+}
+
+/// `127.0.0.1:port`.
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// The broker ids a Metadata response lists, sorted.

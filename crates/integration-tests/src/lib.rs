@@ -30,6 +30,7 @@ pub mod clients;
 pub mod cluster;
 pub mod group_members;
 pub mod group_protocol;
+pub mod network;
 pub mod raw;
 
 /// How long a broker may take to say it listens before the test fails.
@@ -65,8 +66,10 @@ pub fn free_port() -> u16 {
 pub struct BrokerProcess {
     /// The running process, if any.
     child: Option<Child>,
-    /// Where it listens; kept across restarts.
+    /// Where clients reach it; kept across restarts.
     pub address: SocketAddr,
+    /// Where it listens: `address` unless a proxy stands in front of it.
+    listen: SocketAddr,
     /// Its data directory; deleted with this value.
     data: tempfile::TempDir,
     /// Extra TOML configuration written to the config file.
@@ -83,14 +86,25 @@ impl BrokerProcess {
 
     /// Starts a broker with extra TOML configuration (Kafka key names).
     pub fn start_with_config(config_toml: &str) -> BrokerProcess {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        BrokerProcess::start_behind(address, address, config_toml)
+    }
+
+    /// Starts a broker listening on `listen` that clients reach at `address` (a proxy in front
+    /// of it, which the configuration should advertise).
+    pub fn start_behind(
+        listen: SocketAddr,
+        address: SocketAddr,
+        config_toml: &str,
+    ) -> BrokerProcess {
         let data = tempfile::Builder::new()
             .prefix("cauce-test-")
             .tempdir()
             .expect("temp dir");
-        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut broker = BrokerProcess {
             child: None,
             address,
+            listen,
             data,
             config_toml: config_toml.to_string(),
             last_startup: Duration::ZERO,
@@ -125,7 +139,7 @@ impl BrokerProcess {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
-            .arg(self.address.to_string())
+            .arg(self.listen.to_string())
             .env(
                 "RUST_LOG",
                 std::env::var("CAUCE_TEST_LOG").unwrap_or_else(|_| "info,openraft=off".into()),

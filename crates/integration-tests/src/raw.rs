@@ -141,13 +141,18 @@ pub fn record_batch_of_values_stamped_now(values: &[&str]) -> Vec<u8> {
 
 /// A Produce request with acks=all that writes `batch` to partition 0 of `topic`.
 pub fn produce_request_for_partition_zero(topic: &str, batch: Vec<u8>) -> ProduceRequest {
+    produce_request(topic, 0, batch)
+}
+
+/// A Produce request with acks=all and a 5 s timeout that writes `batch` to one partition.
+pub fn produce_request(topic: &str, partition: i32, batch: Vec<u8>) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(5000)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(0)
+                .with_index(partition)
                 .with_records(Some(Bytes::from(batch)))])])
 }
 
@@ -157,10 +162,20 @@ pub fn produce_batch_to_partition_zero(
     topic: &str,
     batch: &[u8],
 ) -> PartitionProduceResponse {
+    produce_batch(client, topic, 0, batch)
+}
+
+/// Sends one encoded batch with acks=all to `partition` and returns its answer, whatever it is.
+pub fn produce_batch(
+    client: &mut RawClient,
+    topic: &str,
+    partition: i32,
+    batch: &[u8],
+) -> PartitionProduceResponse {
     let response: ProduceResponse = client.call(
         ApiKey::Produce,
         PRODUCE_VERSION,
-        &produce_request_for_partition_zero(topic, batch.to_vec()),
+        &produce_request(topic, partition, batch.to_vec()),
     );
     response.responses[0].partition_responses[0].clone()
 }

@@ -11,7 +11,7 @@ use cauce_integration_tests::acked::{
     check_partition, produce_until, read_whole_partition, Produced,
 };
 use cauce_integration_tests::cluster::{
-    live_brokers, partitions_of, Cluster, PartitionView, FAST_MEMBERSHIP,
+    live_brokers, partitions_of, Cluster, PartitionView, CHANGE_TIMEOUT, FAST_MEMBERSHIP,
 };
 use cauce_integration_tests::raw::{
     fetch_records_from_offset_to_log_end, produce_batch_to_partition_zero,
@@ -22,47 +22,9 @@ use cauce_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::MetadataResponse;
 
-/// How long a node may take to see a membership or ISR change it is waiting for.
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Each partition of `topic` in `metadata`, or an empty map if the topic is not listed.
 fn views(metadata: &MetadataResponse, topic: &str) -> BTreeMap<i32, PartitionView> {
     partitions_of(metadata, topic).unwrap_or_default()
-}
-
-/// Polls node `node_id` until every partition of `topic` has all of `brokers` in its ISR and a
-/// leader among them, panicking with `failure` (and the partitions still missing a broker) after
-/// [`CHANGE_TIMEOUT`].
-fn wait_for_full_isrs(
-    cluster: &mut Cluster,
-    node_id: i32,
-    topic: &str,
-    partitions: i32,
-    brokers: &[i32],
-    failure: &str,
-) -> BTreeMap<i32, PartitionView> {
-    let deadline = Instant::now() + CHANGE_TIMEOUT;
-    loop {
-        let current = views(&cluster.metadata(node_id), topic);
-        let short: BTreeMap<&i32, &PartitionView> = current
-            .iter()
-            .filter(|(_, view)| {
-                let mut isr = view.isr.clone();
-                isr.sort_unstable();
-                isr != brokers || !brokers.contains(&view.leader)
-            })
-            .collect();
-        if current.len() == partitions as usize && short.is_empty() {
-            return current;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{failure}: node {node_id} still shows {} of {partitions} partitions of {topic}, \
-             these without ISR {brokers:?} after {CHANGE_TIMEOUT:?}: {short:?}",
-            current.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -76,14 +38,7 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
     }
     assert_eq!(cluster.create_topic(1, TOPIC, PARTITIONS, 3), 0);
     for node in 1..=3 {
-        wait_for_full_isrs(
-            &mut cluster,
-            node,
-            TOPIC,
-            PARTITIONS,
-            &[1, 2, 3],
-            "the new topic",
-        );
+        cluster.wait_for_full_isrs(node, TOPIC, PARTITIONS, &[1, 2, 3], "the new topic");
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -164,8 +119,7 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
         let rejoined = round_started.elapsed();
         // A restarted broker catches up and rejoins the ISR of every partition.
         for node in [survivor, controller] {
-            wait_for_full_isrs(
-                &mut cluster,
+            cluster.wait_for_full_isrs(
                 node,
                 TOPIC,
                 PARTITIONS,
@@ -262,10 +216,9 @@ fn produce_below_min_insync_replicas_is_refused_and_works_again_when_a_replica_r
         cluster.wait_for_brokers(node, &[1, 2, 3]);
     }
     assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
-    let view =
-        wait_for_full_isrs(&mut cluster, 1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].clone();
+    let view = cluster.wait_for_full_isrs(1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].clone();
     let leader = view.leader;
-    wait_for_full_isrs(&mut cluster, leader, TOPIC, 1, &[1, 2, 3], "the new topic");
+    cluster.wait_for_full_isrs(leader, TOPIC, 1, &[1, 2, 3], "the new topic");
     // A follower that is not the active controller, so that no election gets in the way.
     let controller = cluster.metadata(leader).controller_id.0;
     let follower = view
@@ -327,8 +280,7 @@ fn produce_below_min_insync_replicas_is_refused_and_works_again_when_a_replica_r
 
     cluster.node(follower).restart();
     let restarted = Instant::now();
-    wait_for_full_isrs(
-        &mut cluster,
+    cluster.wait_for_full_isrs(
         leader,
         TOPIC,
         1,
