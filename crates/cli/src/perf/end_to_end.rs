@@ -43,9 +43,10 @@ pub struct EndToEndArgs {
     #[arg(long, value_name = "N", default_value_t = 6,
           value_parser = clap::value_parser!(i32).range(1..))]
     partitions: i32,
-    /// How long librdkafka waits to fill a batch (`linger.ms`); 0 sends each record at once.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    linger_ms: u32,
+    /// How long librdkafka waits to fill a batch (`linger.ms`); 0 sends each record at once,
+    /// fractions of a millisecond work.
+    #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = super::produce::parse_linger)]
+    linger_ms: f64,
 }
 
 /// Counts records that failed for good; the consumer stops waiting for them.

@@ -41,9 +41,9 @@ pub struct ProduceArgs {
     /// Acknowledgements to wait for: none, the leader's, or all in-sync replicas'.
     #[arg(long, value_enum, default_value_t = Acks::All)]
     acks: Acks,
-    /// How long librdkafka waits to fill a batch (`linger.ms`).
-    #[arg(long, value_name = "MS", default_value_t = 5)]
-    linger_ms: u64,
+    /// How long librdkafka waits to fill a batch (`linger.ms`); fractions of a millisecond work.
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = parse_linger)]
+    linger_ms: f64,
     /// Most bytes in one batch (`batch.size`) [default: librdkafka's].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: Option<u64>,
@@ -78,6 +78,16 @@ impl ProducerContext for DeliveryMeter {
             }
             Err((error, _)) => self.0.note_failure(|| delivery_reason(error)),
         }
+    }
+}
+
+/// Parses `--linger-ms`: librdkafka takes milliseconds as a float, from 0 to 900,000.
+pub fn parse_linger(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ms) if (0.0..=900_000.0).contains(&ms) => Ok(ms),
+        _ => Err(format!(
+            "'{text}' is not a number of milliseconds from 0 to 900000"
+        )),
     }
 }
 
