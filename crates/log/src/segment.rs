@@ -17,6 +17,13 @@ use crate::LogError;
 /// Read-ahead used by recovery, which reads whole segments front to back.
 const RECOVERY_WINDOW_BYTES: usize = 1024 * 1024;
 
+/// How far past the log's end the active segment's file is grown at a time. Writing inside
+/// the file's length costs a fraction of growing the file with every append: on Linux each
+/// append past the end zeroes the rest of its page-cache folio, which with large folios was a
+/// quarter of the broker's CPU under small produce batches (BENCHMARKS.md). The zeros past the
+/// log's end end recovery's scan like any torn tail, and sealing the segment cuts them off.
+const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// A contiguous range of the partition's offsets stored in one file.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -28,6 +35,8 @@ pub(crate) struct Segment {
     pub(crate) log_file: Arc<File>,
     /// Committed bytes; anything past it in the file is not part of the log.
     pub(crate) size_bytes: u64,
+    /// The file's length: `size_bytes` plus the zeros grown ahead of appends.
+    file_bytes: u64,
     /// Sparse offset → position map for fetches.
     pub(crate) offset_index: OffsetIndex,
     /// Sparse timestamp → offset map for ListOffsets.
@@ -74,6 +83,7 @@ impl Segment {
             log_path,
             log_file,
             size_bytes: 0,
+            file_bytes: 0,
             offset_index: OffsetIndex::create(&index_path)?,
             time_index: TimeIndex::create(&time_index_path)?,
             next_offset: base_offset,
@@ -136,6 +146,7 @@ impl Segment {
             log_path,
             log_file,
             size_bytes: 0,
+            file_bytes: 0,
             offset_index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_index_path)?,
             next_offset: base_offset,
@@ -233,6 +244,7 @@ impl Segment {
             log_path: log_path.to_path_buf(),
             log_file: Arc::clone(log_file),
             size_bytes: file_size,
+            file_bytes: file_size,
             offset_index,
             time_index,
             next_offset,
@@ -258,7 +270,13 @@ impl Segment {
         while position < file_size {
             let reading_error = io_error("read segment", &self.log_path);
             let Some(header) = window.header_at(position).map_err(reading_error)? else {
-                stop_reason = Some("torn or malformed batch");
+                let reading_error = io_error("read segment", &self.log_path);
+                let rest = window.read(position, 64).map_err(reading_error)?;
+                stop_reason = Some(if rest.iter().all(|byte| *byte == 0) {
+                    "zeros: space grown ahead of appends, or a torn write"
+                } else {
+                    "torn or malformed batch"
+                });
                 break;
             };
             if header.base_offset < self.next_offset
@@ -294,6 +312,7 @@ impl Segment {
             );
         }
         self.size_bytes = position;
+        self.file_bytes = position;
         Ok(truncated_bytes)
     }
 
@@ -345,10 +364,20 @@ impl Segment {
         config: &LogConfig,
     ) -> Result<(), LogError> {
         let start = self.size_bytes;
+        let end = start + bytes.len() as u64;
+        // Never past segment.bytes, where the segment rolls anyway.
+        let grown = (end + PREALLOCATE_BYTES).min(config.segment_bytes);
+        // If the file cannot grow ahead, the write below grows it.
+        if end > self.file_bytes && grown > end && self.log_file.set_len(grown).is_ok() {
+            self.file_bytes = grown;
+        }
         if let Err(error) = self.log_file.write_all_at(bytes, start) {
-            let _ = self.log_file.set_len(start);
+            if self.log_file.set_len(start).is_ok() {
+                self.file_bytes = start;
+            }
             return Err(io_error("append to segment", &self.log_path)(error));
         }
+        self.file_bytes = self.file_bytes.max(end);
         let mut position = start;
         for header in headers {
             self.track_batch(position, header, config)?;
@@ -395,9 +424,16 @@ impl Segment {
         }
     }
 
-    /// Seals the segment when it stops being active: a final time-index entry so that a later
-    /// open knows its largest timestamp, then fsync of the log and both indexes.
+    /// Seals the segment when it stops being active: the zeros grown ahead cut off, a final
+    /// time-index entry so that a later open knows its largest timestamp, then fsync of the log
+    /// and both indexes.
     pub(crate) fn seal(&mut self) -> Result<(), LogError> {
+        if self.file_bytes > self.size_bytes {
+            self.log_file
+                .set_len(self.size_bytes)
+                .map_err(io_error("trim segment", &self.log_path))?;
+            self.file_bytes = self.size_bytes;
+        }
         if self.size_bytes > 0 {
             self.time_index.maybe_append(
                 self.max_timestamp,

@@ -65,11 +65,46 @@ fn torn_tail_is_truncated_on_recovery() {
 }
 
 #[test]
+fn space_grown_ahead_of_appends_is_cut_at_close_and_by_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = segment_path(dir.path(), 0, "log");
+    let mut log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+    append_batches(&mut log, 10, 2);
+    let logical = log.size_bytes();
+    assert!(
+        fs::metadata(&path).unwrap().len() > logical,
+        "the active segment's file is grown ahead of the log"
+    );
+    assert_eq!(
+        read_all(&log, 0).len(),
+        20,
+        "nothing past the log's end is read"
+    );
+    log.close().unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), logical);
+
+    let mut log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+    append_batches(&mut log, 10, 2);
+    let logical = log.size_bytes();
+    drop(log); // no close: like kill -9, the zeros stay
+    assert!(fs::metadata(&path).unwrap().len() > logical);
+    let mut log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(fs::metadata(&path).unwrap().len(), logical);
+    let mut next = batch(1, 1, "next");
+    assert_eq!(log.append(&mut next, 0, 0).unwrap().base_offset, 40);
+    assert_eq!(read_all(&log, 0).len(), 41);
+}
+
+#[test]
 fn garbage_tail_is_truncated_on_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config()).unwrap();
     append_batches(&mut log, 10, 2);
     let active_base = *log.segment_base_offsets().last().unwrap();
+    // A clean close cuts the space grown ahead of appends: the file is the log.
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small_config()).unwrap();
     let size_before = fs::metadata(segment_path(dir.path(), active_base, "log"))
         .unwrap()
         .len();
