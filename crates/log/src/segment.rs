@@ -1,9 +1,11 @@
 //! One segment: a `.log` file of batches plus its `.index` and `.timeindex`.
 
 use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::UNIX_EPOCH;
 
 use cauce_protocol::batch::BatchHeader;
@@ -24,6 +26,16 @@ const RECOVERY_WINDOW_BYTES: usize = 1024 * 1024;
 /// log's end end recovery's scan like any torn tail, and sealing the segment cuts them off.
 const PREALLOCATE_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Appended bytes after which the segment asks the kernel to start writing them to disk
+/// (without waiting). Left alone, dirty pages pile up to the kernel's background threshold
+/// (10% of memory) and are then flushed in bursts that starve the broker of CPU and stall its
+/// writes; started early they trickle out as they come.
+const WRITEBACK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Size of a page-cache page: writeback is started only for whole pages, never for the one
+/// the next append writes into.
+const PAGE_BYTES: u64 = 4096;
+
 /// A contiguous range of the partition's offsets stored in one file.
 #[derive(Debug)]
 pub(crate) struct Segment {
@@ -37,6 +49,8 @@ pub(crate) struct Segment {
     pub(crate) size_bytes: u64,
     /// The file's length: `size_bytes` plus the zeros grown ahead of appends.
     file_bytes: u64,
+    /// Where the bytes not yet handed to writeback start.
+    writeback_from: u64,
     /// Sparse offset → position map for fetches.
     pub(crate) offset_index: OffsetIndex,
     /// Sparse timestamp → offset map for ListOffsets.
@@ -84,6 +98,7 @@ impl Segment {
             log_file,
             size_bytes: 0,
             file_bytes: 0,
+            writeback_from: 0,
             offset_index: OffsetIndex::create(&index_path)?,
             time_index: TimeIndex::create(&time_index_path)?,
             next_offset: base_offset,
@@ -147,6 +162,7 @@ impl Segment {
             log_file,
             size_bytes: 0,
             file_bytes: 0,
+            writeback_from: 0,
             offset_index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_index_path)?,
             next_offset: base_offset,
@@ -245,6 +261,7 @@ impl Segment {
             log_file: Arc::clone(log_file),
             size_bytes: file_size,
             file_bytes: file_size,
+            writeback_from: file_size,
             offset_index,
             time_index,
             next_offset,
@@ -313,6 +330,7 @@ impl Segment {
         }
         self.size_bytes = position;
         self.file_bytes = position;
+        self.writeback_from = position;
         Ok(truncated_bytes)
     }
 
@@ -385,7 +403,21 @@ impl Segment {
         }
         debug_assert_eq!(position, start + bytes.len() as u64);
         self.size_bytes = position;
+        self.start_writeback();
         Ok(())
+    }
+
+    /// Hands the whole pages appended since the last call to the kernel's writeback once there
+    /// are [`WRITEBACK_BYTES`] of them. It only starts the I/O, on the writeback thread so that
+    /// the appender does not wait for the submission: durability still comes from the flush
+    /// policy and replication, as before.
+    fn start_writeback(&mut self) {
+        let until = self.size_bytes / PAGE_BYTES * PAGE_BYTES;
+        if until < self.writeback_from + WRITEBACK_BYTES {
+            return;
+        }
+        writeback_thread().start(Arc::clone(&self.log_file), self.writeback_from..until);
+        self.writeback_from = until;
     }
 
     /// Whether either index has reached `segment.index.bytes`.
@@ -504,6 +536,52 @@ impl Segment {
             .expect("segment files live in a directory");
         delete_segment_files(dir, self.base_offset)
     }
+}
+
+/// A thread that starts writeback of file ranges it is sent, for every log of the process.
+struct WritebackThread {
+    ranges: mpsc::Sender<(Arc<File>, Range<u64>)>,
+}
+
+impl WritebackThread {
+    /// Queues `range` of `file` for writeback; dropped if the thread is gone, in which case the
+    /// kernel flushes it by itself.
+    fn start(&self, file: Arc<File>, range: Range<u64>) {
+        let _ = self.ranges.send((file, range));
+    }
+}
+
+fn writeback_thread() -> &'static WritebackThread {
+    static THREAD: OnceLock<WritebackThread> = OnceLock::new();
+    THREAD.get_or_init(|| {
+        let (sender, ranges) = mpsc::channel::<(Arc<File>, Range<u64>)>();
+        let spawned = std::thread::Builder::new()
+            .name("log-writeback".into())
+            .spawn(move || {
+                for (file, range) in ranges {
+                    let (Ok(from), Ok(length)) = (
+                        libc::off64_t::try_from(range.start),
+                        libc::off64_t::try_from(range.end - range.start),
+                    ) else {
+                        continue;
+                    };
+                    // SAFETY: a plain syscall on a descriptor `file` keeps open; no memory is
+                    // passed. A failure only means the kernel flushes the pages later itself.
+                    let _ = unsafe {
+                        libc::sync_file_range(
+                            file.as_raw_fd(),
+                            from,
+                            length,
+                            libc::SYNC_FILE_RANGE_WRITE,
+                        )
+                    };
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no log writeback thread: the kernel flushes on its own");
+        }
+        WritebackThread { ranges: sender }
+    })
 }
 
 /// Removes the `.log`, `.index` and `.timeindex` files of the segment at `base_offset`.

@@ -97,6 +97,33 @@ fn space_grown_ahead_of_appends_is_cut_at_close_and_by_recovery() {
 }
 
 #[test]
+fn logs_larger_than_the_writeback_step_read_back_whole_after_a_crash() {
+    // 12 MiB of 1 KiB records: the writeback thread is handed several ranges meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+    let value = vec![b'v'; 1024];
+    for index in 0..12 * 1024 {
+        let mut bytes = cauce_protocol::records::build_batch(
+            0,
+            &[cauce_protocol::records::NewRecord::value_only(
+                index,
+                value.clone(),
+            )],
+            &cauce_protocol::records::BatchOptions::default(),
+        )
+        .unwrap();
+        log.append(&mut bytes, 0, 10_000).unwrap();
+    }
+    let size = log.size_bytes();
+    assert!(size > 12 * 1024 * 1024);
+    drop(log); // like kill -9
+    let log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 12 * 1024);
+    assert_eq!(log.size_bytes(), size);
+    assert_eq!(read_all(&log, 0).len(), 12 * 1024);
+}
+
+#[test]
 fn garbage_tail_is_truncated_on_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), small_config()).unwrap();
