@@ -1,5 +1,6 @@
-//! `cauce perf end-to-end`: a producer thread stamps each value with its send time and a
-//! consumer in the same process measures how long the record took to come back.
+//! `cauce perf end-to-end`: a producer thread stamps each value with its send time and
+//! consumers in the same process (one thread each, the partitions dealt out among them) measure
+//! how long each record took to come back.
 //!
 //! The stamp is the first 8 bytes of the value, big-endian nanoseconds after an `Instant` both
 //! sides share, so clock adjustments do not skew it. The consumer starts at the end of every
@@ -47,6 +48,10 @@ pub struct EndToEndArgs {
     /// fractions of a millisecond work.
     #[arg(long, value_name = "MS", default_value_t = 0.0, value_parser = super::produce::parse_linger)]
     linger_ms: f64,
+    /// Consumers, each with its own thread and connection and a share of the partitions.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    consumers: u32,
 }
 
 /// Counts records that failed for good; the consumer stops waiting for them.
@@ -73,27 +78,17 @@ impl ProducerContext for FailureTally {
 pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Result<PerfSummary> {
     let partitions = ensure_topic(connection_args, &args.topic, args.partitions)?;
     let broker_list = || format!("cannot use broker list '{}'", connection_args.brokers);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &connection_args.brokers)
-        .set("client.id", "cauce-perf")
-        // librdkafka wants a group id even for a consumer that only assigns; it is never used.
-        .set("group.id", "cauce-perf-end-to-end")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .with_context(broker_list)?;
-    let mut assignment = TopicPartitionList::new();
-    for &partition in &partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(&args.topic, partition, REQUEST_TIMEOUT)
-            .map_err(|error| {
-                anyhow!("reading the end of topic '{}' failed: {error}", args.topic)
-            })?;
-        assignment.add_partition_offset(&args.topic, partition, Offset::Offset(high))?;
-    }
-    consumer
-        .assign(&assignment)
-        .map_err(|error| anyhow!("assigning topic '{}' failed: {error}", args.topic))?;
+    let consumers = (0..args.consumers.min(partitions.len() as u32) as usize)
+        .map(|index| {
+            let share: Vec<i32> = partitions
+                .iter()
+                .skip(index)
+                .step_by(args.consumers as usize)
+                .copied()
+                .collect();
+            consumer_at_end(connection_args, &args.topic, &share)
+        })
+        .collect::<anyhow::Result<Vec<BaseConsumer>>>()?;
 
     let meter = Arc::new(Meter::new());
     let producer: BaseProducer<FailureTally> = ClientConfig::new()
@@ -116,6 +111,8 @@ pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Resu
     let producer_done = AtomicBool::new(false);
     // Set with `producer_done` when sending failed: the consumer then stops at once.
     let sender_failed = AtomicBool::new(false);
+    // When any consumer last received a record, for the idle timeout.
+    let last_record = AtomicU64::new(meter.nanos_since_origin(Instant::now()));
     let outcome = with_progress(&meter, || {
         std::thread::scope(|scope| {
             let sender = scope.spawn(|| {
@@ -124,14 +121,24 @@ pub fn run(connection_args: &ConnectionArgs, args: EndToEndArgs) -> anyhow::Resu
                 producer_done.store(true, Ordering::Release);
                 outcome
             });
-            let received = receive(
-                &consumer,
-                &producer,
-                &meter,
-                &sent,
-                limit.idle_timeout,
-                [&producer_done, &sender_failed],
-            );
+            let receivers: Vec<_> = consumers
+                .iter()
+                .map(|consumer| {
+                    let receiving = Receiving {
+                        producer: &producer,
+                        meter: &meter,
+                        sent: &sent,
+                        last_record: &last_record,
+                        idle_timeout: limit.idle_timeout,
+                        producer_done: &producer_done,
+                        sender_failed: &sender_failed,
+                    };
+                    scope.spawn(move || receiving.receive(consumer))
+                })
+                .collect();
+            let received = receivers.into_iter().try_for_each(|receiver| {
+                receiver.join().expect("a consumer thread does not panic")
+            });
             let sent = sender.join().expect("the producer thread does not panic");
             sent.and(received)
         })
@@ -179,57 +186,101 @@ fn send(
         .map_err(|error| anyhow!("waiting for deliveries failed: {}", delivery_reason(&error)))
 }
 
-/// Receives until every delivered record came back, measuring each one's latency.
-fn receive(
-    consumer: &BaseConsumer,
-    producer: &BaseProducer<FailureTally>,
-    meter: &Meter,
-    sent: &AtomicU64,
+/// A consumer for `partitions` of `topic`, each assigned at its current end so that it sees
+/// exactly this run's records.
+fn consumer_at_end(
+    connection_args: &ConnectionArgs,
+    topic: &str,
+    partitions: &[i32],
+) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &connection_args.brokers)
+        .set("client.id", "cauce-perf")
+        // librdkafka wants a group id even for a consumer that only assigns; it is never used.
+        .set("group.id", "cauce-perf-end-to-end")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .with_context(|| format!("cannot use broker list '{}'", connection_args.brokers))?;
+    let mut assignment = TopicPartitionList::new();
+    for &partition in partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+            .map_err(|error| anyhow!("reading the end of topic '{topic}' failed: {error}"))?;
+        assignment.add_partition_offset(topic, partition, Offset::Offset(high))?;
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|error| anyhow!("assigning topic '{topic}' failed: {error}"))?;
+    Ok(consumer)
+}
+
+/// What the consumer threads share.
+#[derive(Clone, Copy)]
+struct Receiving<'a> {
+    producer: &'a BaseProducer<FailureTally>,
+    meter: &'a Meter,
+    /// Records sent so far.
+    sent: &'a AtomicU64,
+    /// Nanoseconds after the meter's origin when any consumer last received a record.
+    last_record: &'a AtomicU64,
     idle_timeout: Duration,
-    [producer_done, sender_failed]: [&AtomicBool; 2],
-) -> anyhow::Result<()> {
-    let mut last_record = Instant::now();
-    loop {
-        let done = producer_done.load(Ordering::Acquire);
-        if done && sender_failed.load(Ordering::Relaxed) {
-            // The sender's error is the one reported.
-            return Ok(());
-        }
-        let expected =
-            sent.load(Ordering::Acquire) - producer.context().failed.load(Ordering::Relaxed);
-        if done && meter.records.load(Ordering::Relaxed) >= expected {
-            break;
-        }
-        if last_record.elapsed() >= idle_timeout {
-            let reason = meter
-                .first_failure()
-                .map_or(String::new(), |reason| format!(" (last error: {reason})"));
-            bail!(
-                "only {} of {} records came back within {} s{reason}",
-                meter.records.load(Ordering::Relaxed),
-                sent.load(Ordering::Relaxed),
-                idle_timeout.as_secs()
-            );
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(message)) => {
-                last_record = Instant::now();
-                let value = message.payload().unwrap_or_default();
-                let Some(stamp) = value.get(..STAMP_BYTES) else {
-                    continue;
-                };
-                let stamp = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
-                meter.claim(None);
-                meter.record_done(value.len(), Some(stamp));
+    producer_done: &'a AtomicBool,
+    /// Set with `producer_done` when sending failed.
+    sender_failed: &'a AtomicBool,
+}
+
+impl Receiving<'_> {
+    /// Receives until every delivered record came back (to any of the consumers), measuring
+    /// each one's latency.
+    fn receive(self, consumer: &BaseConsumer) -> anyhow::Result<()> {
+        let meter = self.meter;
+        let failed = &self.producer.context().failed;
+        loop {
+            let done = self.producer_done.load(Ordering::Acquire);
+            if done && self.sender_failed.load(Ordering::Relaxed) {
+                // The sender's error is the one reported.
+                return Ok(());
             }
-            Some(Err(error)) => meter.note_failure(|| error.to_string()),
+            let expected = self.sent.load(Ordering::Acquire) - failed.load(Ordering::Relaxed);
+            if done && meter.records.load(Ordering::Relaxed) >= expected {
+                break;
+            }
+            let idle = meter
+                .nanos_since_origin(Instant::now())
+                .saturating_sub(self.last_record.load(Ordering::Relaxed));
+            if Duration::from_nanos(idle) >= self.idle_timeout {
+                let reason = meter
+                    .first_failure()
+                    .map_or(String::new(), |reason| format!(" (last error: {reason})"));
+                bail!(
+                    "only {} of {} records came back within {} s{reason}",
+                    meter.records.load(Ordering::Relaxed),
+                    self.sent.load(Ordering::Relaxed),
+                    self.idle_timeout.as_secs()
+                );
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(message)) => {
+                    let value = message.payload().unwrap_or_default();
+                    let Some(stamp) = value.get(..STAMP_BYTES) else {
+                        continue;
+                    };
+                    let stamp = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
+                    meter.claim(None);
+                    meter.record_done(value.len(), Some(stamp));
+                    self.last_record
+                        .fetch_max(meter.nanos_since_origin(Instant::now()), Ordering::Relaxed);
+                }
+                Some(Err(error)) => meter.note_failure(|| error.to_string()),
+            }
         }
-    }
-    if let Some(reason) = meter.first_failure() {
-        if producer.context().failed.load(Ordering::Relaxed) > 0 {
-            bail!("records were not delivered: {reason}");
+        if let Some(reason) = meter.first_failure() {
+            if failed.load(Ordering::Relaxed) > 0 {
+                bail!("records were not delivered: {reason}");
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
