@@ -16,6 +16,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::NotController(_) => ResponseError::NotController,
         MetadataError::StaleLeadership(_) => ResponseError::FencedLeaderEpoch,
         MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        MetadataError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
         MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
     }
 }

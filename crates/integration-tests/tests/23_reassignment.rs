@@ -46,15 +46,24 @@ fn consume_until(bootstrap: &str, stop: &AtomicBool, consumed: &Mutex<Vec<i64>>)
 }
 
 fn reassign(client: &mut RawClient, partition: i32, replicas: &[i32]) -> i16 {
+    alter_reassignment(client, partition, Some(replicas))
+}
+
+/// Cancels the partition's reassignment in progress: a null replica list.
+fn cancel_reassignment(client: &mut RawClient, partition: i32) -> i16 {
+    alter_reassignment(client, partition, None)
+}
+
+fn alter_reassignment(client: &mut RawClient, partition: i32, replicas: Option<&[i32]>) -> i16 {
     let request = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![ReassignableTopic::default()
             .with_name(topic_name(TOPIC))
             .with_partitions(vec![ReassignablePartition::default()
                 .with_partition_index(partition)
-                .with_replicas(Some(
-                    replicas.iter().copied().map(BrokerId).collect(),
-                ))])]);
+                .with_replicas(replicas.map(|replicas| {
+                    replicas.iter().copied().map(BrokerId).collect()
+                }))])]);
     let response: AlterPartitionReassignmentsResponse =
         client.call(ApiKey::AlterPartitionReassignments, 0, &request);
     assert_eq!(response.error_code, 0);
@@ -167,4 +176,25 @@ fn a_partition_moves_onto_a_new_broker_while_clients_produce_and_consume() {
         reassign(&mut admin, 0, &[4, 9]),
         cauce_protocol::ResponseError::InvalidReplicaAssignment.code()
     );
+
+    // A move back onto broker 1 cannot finish while broker 1 is down; cancelling it (a null
+    // replica list) puts the partition back on the replicas it had.
+    assert_eq!(
+        cancel_reassignment(&mut admin, 0),
+        cauce_protocol::ResponseError::NoReassignmentInProgress.code()
+    );
+    cluster.node(1).stop();
+    cluster.wait_for_brokers(2, &[2, 3, 4]);
+    assert_eq!(reassign(&mut admin, 0, &[1, 2, 3]), 0);
+    assert_eq!(reassignments_in_progress(&mut admin), 1);
+    assert_eq!(cancel_reassignment(&mut admin, 0), 0);
+    assert_eq!(reassignments_in_progress(&mut admin), 0);
+    cluster.wait_for_metadata(2, Duration::from_secs(10), "cancelled", |metadata| {
+        // Back on brokers 2, 3 and 4, in the order the reassignment left them (as Kafka does).
+        partitions_of(metadata, TOPIC).is_some_and(|partitions| {
+            let mut replicas = partitions[&0].replicas.clone();
+            replicas.sort_unstable();
+            replicas == [2, 3, 4]
+        })
+    });
 }

@@ -55,6 +55,9 @@ pub enum MetadataCommand {
         partition: i32,
         target: Vec<i32>,
     },
+    /// Cancel a partition's reassignment in progress (AlterPartitionReassignments with a null
+    /// replica list): back to the replicas it had before.
+    CancelReassignment { topic: String, partition: i32 },
     /// Elect leaders (ElectLeaders, KIP-460): the preferred replica (the first one) where it is
     /// live and in sync, or, unclean, any live replica of a partition that has no leader.
     /// `None` means every partition.
@@ -119,6 +122,7 @@ pub enum WireError {
     NotController(String),
     StaleLeadership(String),
     InvalidReplicaAssignment(String),
+    NoReassignmentInProgress(String),
 }
 
 impl From<&MetadataError> for WireError {
@@ -144,6 +148,9 @@ impl From<&MetadataError> for WireError {
             MetadataError::InvalidReplicaAssignment(reason) => {
                 WireError::InvalidReplicaAssignment(reason.clone())
             }
+            MetadataError::NoReassignmentInProgress(reason) => {
+                WireError::NoReassignmentInProgress(reason.clone())
+            }
         }
     }
 }
@@ -165,6 +172,9 @@ impl From<WireError> for MetadataError {
             WireError::StaleLeadership(reason) => MetadataError::StaleLeadership(reason),
             WireError::InvalidReplicaAssignment(reason) => {
                 MetadataError::InvalidReplicaAssignment(reason)
+            }
+            WireError::NoReassignmentInProgress(reason) => {
+                MetadataError::NoReassignmentInProgress(reason)
             }
         }
     }

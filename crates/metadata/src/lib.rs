@@ -57,6 +57,9 @@ pub enum MetadataError {
     /// A replica assignment names unknown brokers, none, or one twice.
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// A reassignment was to be cancelled where none is in progress.
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
     /// A leader asked to change a partition it no longer leads, or at an old epoch.
     #[error("{0}")]
     StaleLeadership(String),

@@ -269,6 +269,10 @@ impl MetadataManager {
                 let records = decide_reassignment(image, topic, *partition, target)?;
                 Ok((records, CommandOutcome::Done))
             }
+            MetadataCommand::CancelReassignment { topic, partition } => {
+                let records = decide_cancellation(image, topic, *partition)?;
+                Ok((records, CommandOutcome::Done))
+            }
             MetadataCommand::ControlledShutdown { broker_id } => {
                 if !image.brokers.contains_key(broker_id) {
                     return Ok((Vec::new(), CommandOutcome::Done));
@@ -484,6 +488,9 @@ fn log_change(command: &MetadataCommand) {
             partition,
             target,
         } => tracing::info!(%topic, partition, ?target, "partition reassignment started"),
+        MetadataCommand::CancelReassignment { topic, partition } => {
+            tracing::info!(%topic, partition, "partition reassignment cancelled")
+        }
         MetadataCommand::RegisterBroker {
             broker_id,
             host,
@@ -619,13 +626,7 @@ fn decide_reassignment(
     index: i32,
     target: &[i32],
 ) -> Result<Vec<MetadataRecord>, MetadataError> {
-    let topic = image
-        .topic(name)
-        .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-    let partition = usize::try_from(index)
-        .ok()
-        .and_then(|slot| topic.partitions.get(slot))
-        .ok_or_else(|| MetadataError::UnknownTopic(format!("{name}-{index}")))?;
+    let (topic, partition) = find_partition(image, name, index)?;
     let mut unique = target.to_vec();
     unique.sort_unstable();
     unique.dedup();
@@ -642,13 +643,7 @@ fn decide_reassignment(
             "broker {unknown} is not registered"
         )));
     }
-    // The replicas before any reassignment in progress.
-    let original: Vec<i32> = partition
-        .replicas
-        .iter()
-        .copied()
-        .filter(|replica| !partition.adding_replicas.contains(replica))
-        .collect();
+    let original = original_replicas(partition);
     let adding: Vec<i32> = target
         .iter()
         .copied()
@@ -667,16 +662,22 @@ fn decide_reassignment(
         .copied()
         .filter(|replica| replicas.contains(replica))
         .collect();
+    // A leader that is no replica any more (one being added, when a cancellation or a new
+    // target drops it) hands over to a live in-sync replica.
+    let (leader, leader_epoch) = if replicas.contains(&partition.leader) {
+        (partition.leader, partition.leader_epoch)
+    } else {
+        let next = isr
+            .iter()
+            .copied()
+            .find(|replica| image.is_live(*replica))
+            .unwrap_or(-1);
+        (next, partition.leader_epoch + 1)
+    };
     let mut hosted = partition.clone();
     hosted.replicas = replicas;
     let mut records = vec![
-        partition_change(
-            topic,
-            &hosted,
-            isr,
-            partition.leader,
-            partition.leader_epoch,
-        ),
+        partition_change(topic, &hosted, isr, leader, leader_epoch),
         MetadataRecord::Reassignment {
             topic_id: topic.topic_id,
             partition: index,
@@ -690,6 +691,48 @@ fn decide_reassignment(
         index,
     ));
     Ok(records)
+}
+
+/// Cancels a partition's reassignment in progress (KIP-455): it goes back to the replicas it had
+/// before, in the order the reassignment left them (as Kafka does); those being added leave it.
+fn decide_cancellation(
+    image: &MetadataImage,
+    name: &str,
+    index: i32,
+) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let (_, partition) = find_partition(image, name, index)?;
+    if partition.reassignment_target().is_none() {
+        return Err(MetadataError::NoReassignmentInProgress(format!(
+            "partition {index} of topic '{name}' has no reassignment in progress"
+        )));
+    }
+    decide_reassignment(image, name, index, &original_replicas(partition))
+}
+
+/// Topic `name` and its partition `index`.
+fn find_partition<'a>(
+    image: &'a MetadataImage,
+    name: &str,
+    index: i32,
+) -> Result<(&'a TopicImage, &'a PartitionImage), MetadataError> {
+    let topic = image
+        .topic(name)
+        .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+    let partition = usize::try_from(index)
+        .ok()
+        .and_then(|slot| topic.partitions.get(slot))
+        .ok_or_else(|| MetadataError::UnknownTopic(format!("{name}-{index}")))?;
+    Ok((topic, partition))
+}
+
+/// A partition's replicas before any reassignment in progress, in their order.
+fn original_replicas(partition: &PartitionImage) -> Vec<i32> {
+    partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|replica| !partition.adding_replicas.contains(replica))
+        .collect()
 }
 
 /// Ends a partition's reassignment if every target replica is in sync: the replicas become the
@@ -1346,6 +1389,57 @@ mod tests {
         assert_eq!(partition.isr, vec![4, 2, 3]);
         assert_eq!((partition.leader, partition.leader_epoch), (4, 1));
         assert_eq!(partition.reassignment_target(), None);
+    }
+
+    #[test]
+    fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        for broker in [2, 3, 4] {
+            register(&manager, broker);
+        }
+        let mut topic = request("staying", 1);
+        topic.assignments = vec![vec![1, 2, 3]];
+        manager.create_topic(&topic, false).unwrap();
+        let cancel = || {
+            manager.execute(MetadataCommand::CancelReassignment {
+                topic: "staying".into(),
+                partition: 0,
+            })
+        };
+        assert!(matches!(
+            cancel(),
+            Err(MetadataError::NoReassignmentInProgress(_))
+        ));
+        manager
+            .execute(MetadataCommand::Reassign {
+                topic: "staying".into(),
+                partition: 0,
+                target: vec![4, 2, 3],
+            })
+            .unwrap();
+        cancel().unwrap();
+        let partition = manager.image().topic("staying").unwrap().partitions[0].clone();
+        // As in Kafka, the replicas come back in the order the reassignment left them: the
+        // target's, then those it was removing.
+        assert_eq!(partition.replicas, vec![2, 3, 1]);
+        assert!(partition.adding_replicas.is_empty() && partition.removing_replicas.is_empty());
+        assert_eq!(
+            (
+                partition.leader,
+                partition.leader_epoch,
+                partition.isr.clone()
+            ),
+            (1, 0, vec![1, 2, 3])
+        );
+        assert_eq!(partition.reassignment_target(), None);
+        assert!(matches!(
+            manager.execute(MetadataCommand::CancelReassignment {
+                topic: "staying".into(),
+                partition: 1,
+            }),
+            Err(MetadataError::UnknownTopic(_))
+        ));
     }
 
     #[test]

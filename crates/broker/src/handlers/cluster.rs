@@ -215,8 +215,8 @@ fn quorum_response(description: &QuorumDescription) -> DescribeQuorumResponse {
         .with_nodes(nodes)
 }
 
-/// AlterPartitionReassignments (KIP-455): each partition's new replica list goes to the active
-/// controller; a null list (cancel) is refused for now.
+/// AlterPartitionReassignments (KIP-455): each partition's new replica list, or a null list
+/// that cancels its reassignment in progress, goes to the active controller.
 pub fn alter_partition_reassignments(
     context: Context,
     request: AlterPartitionReassignmentsRequest,
@@ -226,38 +226,41 @@ pub fn alter_partition_reassignments(
             .topics
             .iter()
             .map(|topic| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .map(|partition| {
-                        let outcome = match &partition.replicas {
-                            None => Err((
-                                ResponseError::NoReassignmentInProgress,
-                                "cancelling a reassignment with a null replica list is not supported; send the current replicas".to_string(),
-                            )),
-                            Some(replicas) => context
-                                .broker
-                                .metadata
-                                .execute(MetadataCommand::Reassign {
+                let partitions =
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|partition| {
+                            let command = match &partition.replicas {
+                                None => MetadataCommand::CancelReassignment {
+                                    topic: topic.name.to_string(),
+                                    partition: partition.partition_index,
+                                },
+                                Some(replicas) => MetadataCommand::Reassign {
                                     topic: topic.name.to_string(),
                                     partition: partition.partition_index,
                                     target: replicas.iter().map(|id| id.0).collect(),
-                                })
-                                .map(drop)
-                                .map_err(|error| {
-                                    (crate::errors::metadata_error_code(&error), error.to_string())
-                                }),
-                        };
-                        let (error, message) = match outcome {
-                            Ok(()) => (0, None),
-                            Err((error, message)) => (error.code(), Some(text(message))),
-                        };
-                        ReassignablePartitionResponse::default()
-                            .with_partition_index(partition.partition_index)
-                            .with_error_code(error)
-                            .with_error_message(message)
-                    })
-                    .collect();
+                                },
+                            };
+                            let outcome =
+                                context.broker.metadata.execute(command).map(drop).map_err(
+                                    |error| {
+                                        (
+                                            crate::errors::metadata_error_code(&error),
+                                            error.to_string(),
+                                        )
+                                    },
+                                );
+                            let (error, message) = match outcome {
+                                Ok(()) => (0, None),
+                                Err((error, message)) => (error.code(), Some(text(message))),
+                            };
+                            ReassignablePartitionResponse::default()
+                                .with_partition_index(partition.partition_index)
+                                .with_error_code(error)
+                                .with_error_message(message)
+                        })
+                        .collect();
                 ReassignableTopicResponse::default()
                     .with_name(topic.name.clone())
                     .with_partitions(partitions)
