@@ -7,10 +7,11 @@ use std::sync::Arc;
 use cauce_log::{Log, LogConfig, TimestampType};
 use cauce_metadata::topic_config::effective_topic_configs;
 use cauce_metadata::{MetadataImage, PartitionImage, TopicImage};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use cauce_protocol::ResponseError;
 
+use crate::high_watermarks::{self, HighWatermarks};
 use crate::partition::Partition;
 use crate::BrokerError;
 
@@ -28,6 +29,10 @@ pub struct LogBackend {
     topic_defaults: BTreeMap<String, String>,
     /// Hosted partitions by topic name and index.
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// High watermarks read from the checkpoint at start, taken by the partitions as they open.
+    checkpointed: Mutex<HighWatermarks>,
+    /// What the checkpoint holds now, so an unchanged one is not written again.
+    last_checkpoint: Mutex<HighWatermarks>,
 }
 
 impl LogBackend {
@@ -37,12 +42,37 @@ impl LogBackend {
         node_id: i32,
         topic_defaults: BTreeMap<String, String>,
     ) -> LogBackend {
+        let checkpointed = high_watermarks::read(data_dir);
         LogBackend {
             data_dir: data_dir.to_path_buf(),
             node_id,
             topic_defaults,
             partitions: RwLock::new(HashMap::new()),
+            last_checkpoint: Mutex::new(checkpointed.clone()),
+            checkpointed: Mutex::new(checkpointed),
         }
+    }
+
+    /// Writes every hosted partition's high watermark to the checkpoint, unless nothing
+    /// changed since the last write.
+    pub fn checkpoint_high_watermarks(&self) -> Result<(), cauce_log::LogError> {
+        let entries: HighWatermarks = self
+            .partitions
+            .read()
+            .values()
+            .map(|partition| {
+                (
+                    (partition.topic.clone(), partition.index),
+                    (partition.topic_id, partition.high_watermark()),
+                )
+            })
+            .collect();
+        let mut last = self.last_checkpoint.lock();
+        if *last != entries {
+            high_watermarks::write(&self.data_dir, &entries)?;
+            *last = entries;
+        }
+        Ok(())
     }
 
     /// A hosted partition.
@@ -142,6 +172,12 @@ impl LogBackend {
                         assignment.leader_epoch,
                         log,
                     );
+                    if let Some((topic_id, high_watermark)) = self.checkpointed.lock().remove(&key)
+                    {
+                        if topic_id == topic.topic_id {
+                            partition.restore_high_watermark(high_watermark);
+                        }
+                    }
                     partition.apply_assignment(self.node_id, assignment, now_ms);
                     partitions.insert(key, Arc::new(partition));
                 }
@@ -201,8 +237,12 @@ impl LogBackend {
         }
     }
 
-    /// Flushes and closes every log, for a clean shutdown.
+    /// Checkpoints the high watermarks, then flushes and closes every log, for a clean
+    /// shutdown.
     pub fn close_all(&self) {
+        if let Err(error) = self.checkpoint_high_watermarks() {
+            tracing::error!(%error, "writing the high-watermark checkpoint failed");
+        }
         for partition in self
             .partitions
             .write()

@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// How long a follower may go without catching up before it leaves the ISR
     /// (`replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// How often every hosted partition's high watermark is written to disk
+    /// (`replica.high.watermark.checkpoint.interval.ms`).
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// How long a follower's fetch waits for new data at the leader (`replica.fetch.wait.max.ms`).
     pub replica_fetch_wait_max_ms: i32,
     /// Bytes a follower asks for per partition (`replica.fetch.max.bytes`).
@@ -137,6 +140,7 @@ impl Default for BrokerConfig {
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
             replica_lag_time_max_ms: 30_000,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1_048_576,
             auto_leader_rebalance_enable: true,
@@ -309,6 +313,11 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         doc: "how long a follower may lag before it leaves the ISR",
     },
     BrokerKeyDef {
+        name: "replica.high.watermark.checkpoint.interval.ms",
+        kind: ConfigKind::Long,
+        doc: "how often the partitions' high watermarks are written to disk",
+    },
+    BrokerKeyDef {
         name: "replica.fetch.wait.max.ms",
         kind: ConfigKind::Int,
         doc: "how long a follower's fetch waits at the leader for new data",
@@ -382,6 +391,9 @@ impl BrokerConfig {
             "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms.to_string(),
             "broker.session.timeout.ms" => self.broker_session_timeout_ms.to_string(),
             "replica.lag.time.max.ms" => self.replica_lag_time_max_ms.to_string(),
+            "replica.high.watermark.checkpoint.interval.ms" => self
+                .replica_high_watermark_checkpoint_interval_ms
+                .to_string(),
             "replica.fetch.wait.max.ms" => self.replica_fetch_wait_max_ms.to_string(),
             "replica.fetch.max.bytes" => self.replica_fetch_max_bytes.to_string(),
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable.to_string(),
@@ -478,6 +490,13 @@ impl BrokerConfig {
             }
             "replica.lag.time.max.ms" => {
                 self.replica_lag_time_max_ms = value.parse().map_err(|_| bad("milliseconds"))?
+            }
+            "replica.high.watermark.checkpoint.interval.ms" => {
+                self.replica_high_watermark_checkpoint_interval_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|ms: &u64| *ms >= 1)
+                    .ok_or_else(|| bad("milliseconds, at least 1"))?
             }
             "replica.fetch.wait.max.ms" => {
                 self.replica_fetch_wait_max_ms = value.parse().map_err(|_| bad("milliseconds"))?

@@ -19,6 +19,7 @@ pub mod connection;
 pub mod errors;
 pub mod group;
 pub mod handlers;
+pub mod high_watermarks;
 pub mod metrics;
 pub mod partition;
 pub mod replica;

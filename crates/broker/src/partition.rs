@@ -135,6 +135,12 @@ impl Partition {
         self.end_offset.send_modify(|_| {});
     }
 
+    /// Starts the high watermark where the checkpoint left it (never past the log end), before
+    /// the partition's assignment is applied.
+    pub fn restore_high_watermark(&self, high_watermark: i64) {
+        self.publish_high_watermark(high_watermark.clamp(0, self.log_end_offset()));
+    }
+
     /// The high watermark: consumers read below it.
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()

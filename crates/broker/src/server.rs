@@ -238,6 +238,9 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
     ));
     let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
     let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
+    let mut checkpoint = tokio::time::interval(Duration::from_millis(
+        broker.config.replica_high_watermark_checkpoint_interval_ms,
+    ));
     loop {
         tokio::select! {
             _ = retention.tick() => {
@@ -253,6 +256,13 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
                 }
             }
             _ = group_tick.tick() => broker.groups.tick(&broker),
+            _ = checkpoint.tick() => {
+                let broker = broker.clone();
+                let written = tokio::task::spawn_blocking(move || broker.logs.checkpoint_high_watermarks()).await;
+                if let Ok(Err(error)) = written {
+                    tracing::warn!(%error, "writing the high-watermark checkpoint failed");
+                }
+            }
             _ = shutdown.wait() => return,
         }
     }

@@ -9,6 +9,11 @@ use cauce_integration_tests::acked::{
     check_partition, produce_until, read_whole_partition, Produced,
 };
 use cauce_integration_tests::cluster::{live_brokers, partitions_of, Cluster, FAST_MEMBERSHIP};
+use cauce_integration_tests::raw::{
+    fetch_records_from_offset_to_log_end, log_end_offset, produce_batch_to_partition_zero,
+    record_batch_of_values_stamped_now,
+};
+use cauce_integration_tests::RawClient;
 
 const TOPIC: &str = "durable";
 const PARTITIONS: i32 = 3;
@@ -76,4 +81,52 @@ fn acknowledged_records_survive_killing_the_leader_five_times() {
         let stored = read_whole_partition(&bootstrap, TOPIC, partition, end);
         check_partition(partition, PARTITIONS, &acknowledged, &stored);
     }
+}
+
+/// A leader restarted while its followers are down starts at its checkpointed high watermark,
+/// so consumers see what was committed before, not an empty partition until followers return.
+#[test]
+fn a_restarted_leader_starts_at_its_checkpointed_high_watermark() {
+    const TOPIC: &str = "checkpointed";
+    // A long session: nobody is fenced, the leadership stays where it is.
+    let mut cluster = Cluster::start(
+        3,
+        "broker.session.timeout.ms = 60000\nreplica.high.watermark.checkpoint.interval.ms = 100\n",
+    );
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
+    let leader = cluster.wait_for_full_isrs(1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].leader;
+    cluster.wait_for_full_isrs(leader, TOPIC, 1, &[1, 2, 3], "the new topic");
+    let mut client = RawClient::connect(cluster.node(leader).address);
+    for round in 0..5 {
+        let values: Vec<String> = (0..4).map(|n| format!("committed-{round}-{n}")).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let answer = produce_batch_to_partition_zero(
+            &mut client,
+            TOPIC,
+            &record_batch_of_values_stamped_now(&values),
+        );
+        assert_eq!(answer.error_code, 0, "{answer:?}");
+    }
+    assert_eq!(log_end_offset(&mut client, TOPIC), 20);
+    // Several checkpoint intervals.
+    std::thread::sleep(Duration::from_millis(600));
+
+    let followers: Vec<i32> = (1..=3).filter(|node| *node != leader).collect();
+    for follower in &followers {
+        cluster.node(*follower).kill9();
+    }
+    cluster.node(leader).kill9();
+    cluster.node(leader).restart();
+    let mut client = RawClient::connect(cluster.node(leader).address);
+    assert_eq!(
+        log_end_offset(&mut client, TOPIC),
+        20,
+        "the restarted leader's high watermark, with no follower to move it"
+    );
+    let fetched = fetch_records_from_offset_to_log_end(&mut client, TOPIC, 0);
+    assert_eq!(fetched.len(), 20);
+    assert_eq!(fetched[19].value, "committed-4-3");
 }

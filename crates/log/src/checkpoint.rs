@@ -48,7 +48,7 @@ pub(crate) fn sync_directory(dir: &Path) -> Result<(), LogError> {
 }
 
 /// Replaces `dir/name` with `contents` so that a crash leaves either the old or the new file.
-pub(crate) fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Result<(), LogError> {
+pub fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Result<(), LogError> {
     let final_path = dir.join(name);
     let temporary_path = dir.join(format!("{name}{TEMPORARY_SUFFIX}"));
     let mut file = File::create(&temporary_path).map_err(io_error("create", &temporary_path))?;
@@ -60,7 +60,7 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, contents: &[u8]) -> Resul
 }
 
 /// Reads a file that may legitimately be absent.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, LogError> {
     match fs::read(path) {
         Ok(contents) => Ok(Some(contents)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),

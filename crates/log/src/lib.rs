@@ -57,6 +57,7 @@ use std::path::PathBuf;
 
 use cauce_protocol::batch::BatchError;
 
+pub use crate::checkpoint::{read_optional, write_atomically};
 pub use crate::cleaner::{CompactedSegments, CompactionJob, CompactionOutcome};
 pub use crate::config::{LogConfig, TimestampType};
 pub use crate::epoch_cache::EpochEntry;
