@@ -663,17 +663,8 @@ fn decide_reassignment(
         .filter(|replica| replicas.contains(replica))
         .collect();
     // A leader that is no replica any more (one being added, when a cancellation or a new
-    // target drops it) hands over to a live in-sync replica.
-    let (leader, leader_epoch) = if replicas.contains(&partition.leader) {
-        (partition.leader, partition.leader_epoch)
-    } else {
-        let next = isr
-            .iter()
-            .copied()
-            .find(|replica| image.is_live(*replica))
-            .unwrap_or(-1);
-        (next, partition.leader_epoch + 1)
-    };
+    // target drops it) hands over.
+    let (leader, leader_epoch) = leader_among(image, partition, &replicas, &isr);
     let mut hosted = partition.clone();
     hosted.replicas = replicas;
     let mut records = vec![
@@ -691,6 +682,25 @@ fn decide_reassignment(
         index,
     ));
     Ok(records)
+}
+
+/// The partition's leader and epoch once its replicas are `replicas`: the current leader if it is
+/// one of them, else the first live member of `isr` (none: -1) at the next epoch.
+fn leader_among(
+    image: &MetadataImage,
+    partition: &PartitionImage,
+    replicas: &[i32],
+    isr: &[i32],
+) -> (i32, i32) {
+    if replicas.contains(&partition.leader) {
+        return (partition.leader, partition.leader_epoch);
+    }
+    let next = isr
+        .iter()
+        .copied()
+        .find(|replica| image.is_live(*replica))
+        .unwrap_or(-1);
+    (next, partition.leader_epoch + 1)
 }
 
 /// Cancels a partition's reassignment in progress (KIP-455): it goes back to the replicas it had
@@ -755,16 +765,7 @@ fn complete_reassignment(image: &MetadataImage, topic_id: Uuid, index: i32) -> V
         return Vec::new();
     }
     let isr: Vec<i32> = target.clone();
-    let (leader, leader_epoch) = if target.contains(&partition.leader) {
-        (partition.leader, partition.leader_epoch)
-    } else {
-        let next = isr
-            .iter()
-            .copied()
-            .find(|replica| image.is_live(*replica))
-            .unwrap_or(-1);
-        (next, partition.leader_epoch + 1)
-    };
+    let (leader, leader_epoch) = leader_among(image, partition, &target, &isr);
     let mut finished = partition.clone();
     finished.replicas = target.clone();
     vec![
