@@ -469,6 +469,7 @@ async fn heartbeat_once(broker: &Arc<Broker>, registered: bool) -> bool {
             host,
             port: i32::from(port),
             rack: None,
+            incarnation: Some(broker.incarnation),
         }
     };
     let runner = broker.clone();

@@ -71,6 +71,9 @@ pub struct Broker {
     /// Set once shutdown begins: the broker stops heartbeating, so that a controlled shutdown
     /// is not undone by its own next heartbeat.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// This run of the broker process, sent when it registers: a registration from a new run
+    /// tells the controller the broker restarted.
+    pub incarnation: uuid::Uuid,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
 }
@@ -111,6 +114,7 @@ impl Broker {
             metrics: metrics::BrokerMetrics::default(),
             quorum,
             stopping: std::sync::atomic::AtomicBool::new(false),
+            incarnation: uuid::Uuid::new_v4(),
             producer_ids: Mutex::new(0..0),
         })
     }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cauce_integration_tests::acked::{
     check_partition, produce_until, read_whole_partition, Produced,
@@ -129,4 +129,48 @@ fn a_restarted_leader_starts_at_its_checkpointed_high_watermark() {
     let fetched = fetch_records_from_offset_to_log_end(&mut client, TOPIC, 0);
     assert_eq!(fetched.len(), 20);
     assert_eq!(fetched[19].value, "committed-4-3");
+}
+
+/// A leader killed and restarted long before its session would run out does not keep its
+/// leadership at the old epoch: the registration from its new run fences it, the partition moves
+/// to another in-sync replica, and the restarted broker returns as a follower.
+#[test]
+fn a_leader_restarted_within_its_session_hands_over_and_returns_as_a_follower() {
+    const TOPIC: &str = "restarted";
+    let mut cluster = Cluster::start(
+        3,
+        "broker.heartbeat.interval.ms = 300\nbroker.session.timeout.ms = 60000\n",
+    );
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
+    let leader = cluster.wait_for_full_isrs(1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].leader;
+    let others: Vec<i32> = (1..=3).filter(|node| *node != leader).collect();
+    for node in &others {
+        cluster.wait_for_full_isrs(*node, TOPIC, 1, &[1, 2, 3], "the new topic");
+    }
+    let restarted = Instant::now();
+    cluster.node(leader).kill9();
+    cluster.node(leader).restart();
+    cluster.wait_for_metadata(
+        others[0],
+        Duration::from_secs(20),
+        "the leadership moved off the restarted broker",
+        |metadata| {
+            partitions_of(metadata, TOPIC)
+                .is_some_and(|partitions| others.contains(&partitions[&0].leader))
+        },
+    );
+    assert!(
+        restarted.elapsed() < Duration::from_secs(30),
+        "moved by the restart, not by the 60 s session running out"
+    );
+    cluster.wait_for_full_isrs(
+        others[0],
+        TOPIC,
+        1,
+        &[1, 2, 3],
+        "the restarted broker back in the ISR",
+    );
 }

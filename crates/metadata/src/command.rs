@@ -71,12 +71,19 @@ pub enum MetadataCommand {
     ControlledShutdown { broker_id: i32 },
     /// A broker is alive; a fenced one is unfenced and may lead again.
     BrokerHeartbeat { broker_id: i32 },
-    /// Register a broker at the address clients reach it at.
+    /// Register a broker at the address clients reach it at. A cluster broker names its
+    /// `incarnation`, new at every start: a registration from a new incarnation of a broker the
+    /// metadata still counts as alive means it restarted, and it is fenced at once (its
+    /// leaderships move to other in-sync replicas, at a new epoch) until it heartbeats, instead
+    /// of keeping them at the epoch it held before the restart. The same incarnation
+    /// registering again (a retry) changes nothing.
     RegisterBroker {
         broker_id: i32,
         host: String,
         port: i32,
         rack: Option<String>,
+        #[serde(default)]
+        incarnation: Option<uuid::Uuid>,
     },
 }
 

@@ -21,6 +21,8 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     /// Whether the active controller fenced it for missing heartbeats.
     pub fenced: bool,
+    /// The run of the broker process that registered, if it said.
+    pub incarnation: Option<Uuid>,
 }
 
 /// One partition's assignment and leadership.
@@ -140,6 +142,7 @@ impl MetadataImage {
                     host: broker.host.clone(),
                     port: broker.port,
                     rack: broker.rack.clone(),
+                    incarnation: broker.incarnation,
                 }),
         );
         records.extend(
@@ -171,6 +174,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                incarnation,
             } => {
                 let registration = BrokerRegistration {
                     broker_id: *broker_id,
@@ -178,6 +182,7 @@ impl MetadataImage {
                     port: *port,
                     rack: rack.clone(),
                     fenced: false,
+                    incarnation: *incarnation,
                 };
                 self.brokers.insert(*broker_id, registration);
             }
@@ -379,6 +384,7 @@ mod tests {
             host: format!("host-{broker_id}"),
             port: 9092,
             rack: (broker_id == 2).then(|| "rack-b".to_string()),
+            incarnation: None,
         }
     }
 

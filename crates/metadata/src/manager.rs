@@ -155,6 +155,7 @@ impl MetadataManager {
             host: host.to_string(),
             port,
             rack: None,
+            incarnation: None,
         })?;
         Ok(manager)
     }
@@ -308,6 +309,7 @@ impl MetadataManager {
                 host,
                 port,
                 rack,
+                incarnation,
             } => {
                 let mut records = Vec::new();
                 if image.cluster_id.is_empty() {
@@ -317,7 +319,10 @@ impl MetadataManager {
                 }
                 let current = image.brokers.get(broker_id);
                 let registered = current.is_some_and(|broker| {
-                    broker.host == *host && broker.port == *port && broker.rack == *rack
+                    broker.host == *host
+                        && broker.port == *port
+                        && broker.rack == *rack
+                        && (incarnation.is_none() || broker.incarnation == *incarnation)
                 });
                 if !registered {
                     records.push(MetadataRecord::RegisterBroker {
@@ -325,7 +330,20 @@ impl MetadataManager {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        incarnation: *incarnation,
                     });
+                }
+                // A new run of a broker still counted alive: the old run's leaderships must
+                // not carry over at their epochs (its log may have lost what it had not
+                // flushed), so it is fenced until its first heartbeat.
+                let restarted = incarnation.is_some()
+                    && current
+                        .is_some_and(|broker| !broker.fenced && broker.incarnation != *incarnation);
+                if restarted {
+                    records.push(MetadataRecord::FenceBroker {
+                        broker_id: *broker_id,
+                    });
+                    records.extend(move_leadership_away(image, *broker_id));
                 }
                 Ok((records, CommandOutcome::Done))
             }
@@ -1245,6 +1263,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 9000 + broker_id,
                 rack: None,
+                incarnation: None,
             })
             .unwrap();
     }
@@ -1390,6 +1409,44 @@ mod tests {
         assert_eq!(partition.isr, vec![4, 2, 3]);
         assert_eq!((partition.leader, partition.leader_epoch), (4, 1));
         assert_eq!(partition.reassignment_target(), None);
+    }
+
+    #[test]
+    fn a_broker_registering_from_a_new_run_is_fenced_and_its_leaderships_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = open(dir.path());
+        let run = |incarnation: Uuid| {
+            manager.execute(MetadataCommand::RegisterBroker {
+                broker_id: 2,
+                host: "127.0.0.1".into(),
+                port: 9002,
+                rack: None,
+                incarnation: Some(incarnation),
+            })
+        };
+        let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+        run(first).unwrap();
+        register(&manager, 3);
+        let mut topic = request("led", 1);
+        topic.assignments = vec![vec![2, 1, 3]];
+        manager.create_topic(&topic, false).unwrap();
+        let led = || manager.image().topic("led").unwrap().partitions[0].clone();
+        assert_eq!((led().leader, led().leader_epoch), (2, 0));
+        // The same run registering again (a retry) changes nothing.
+        run(first).unwrap();
+        assert_eq!((led().leader, led().leader_epoch), (2, 0));
+        assert!(!manager.image().brokers[&2].fenced);
+        // A new run: fenced at once, its leadership moves on at a new epoch.
+        run(second).unwrap();
+        assert!(manager.image().brokers[&2].fenced);
+        let partition = led();
+        assert_eq!((partition.leader, partition.leader_epoch), (1, 1));
+        assert_eq!(partition.isr, vec![1, 3]);
+        // Its first heartbeat unfences it; registering again from that run changes nothing.
+        heartbeat(&manager, 2);
+        assert!(!manager.image().brokers[&2].fenced);
+        run(second).unwrap();
+        assert!(!manager.image().brokers[&2].fenced);
     }
 
     #[test]

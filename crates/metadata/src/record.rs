@@ -23,6 +23,10 @@ pub enum MetadataRecord {
         host: String,
         port: i32,
         rack: Option<String>,
+        /// Which run of the broker process registered (a new one at every start); absent in
+        /// a single node's log and in logs written before it existed.
+        #[serde(default)]
+        incarnation: Option<Uuid>,
     },
     /// A broker stopped heartbeating: clients are no longer sent to it and it leads nothing.
     FenceBroker { broker_id: i32 },

@@ -99,6 +99,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: None,
+            incarnation: None,
         };
         {
             let (mut store, records) = MetadataStore::open(dir.path()).unwrap();
