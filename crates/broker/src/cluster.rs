@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cauce_metadata::command::{CommandOutcome, MetadataCommand, WireError, WireOutcome};
 use cauce_metadata::manager::RecordLog;
-use cauce_metadata::quorum::{Quorum, QuorumError};
+use cauce_metadata::quorum::{Quorum, QuorumDescription, QuorumError};
 use cauce_metadata::{MetadataError, MetadataImage, MetadataRecord};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -36,6 +36,9 @@ pub enum ControllerRequest {
     /// Add a broker-only node to the quorum as a learner, so that it receives the metadata
     /// log at `address` (its controller listener); only the active controller accepts it.
     JoinAsLearner { node_id: u64, address: String },
+    /// Describe the quorum as its leader knows it (DescribeQuorum asked of another node);
+    /// answered with a `Result<QuorumDescription, WireError>`.
+    DescribeQuorum,
 }
 
 /// The metadata log of a cluster node: the controller quorum's replicated log.
@@ -180,6 +183,13 @@ pub fn install_controller_handler(broker: &Arc<Broker>, quorum: &Quorum) {
         let broker = broker.clone();
         Box::pin(async move {
             let outcome: WireOutcome = match serde_json::from_slice(&request) {
+                Ok(ControllerRequest::DescribeQuorum) => {
+                    let described = match broker.upgrade() {
+                        Some(broker) => describe_as_leader(&broker).await,
+                        None => Err(WireError::NotController("the broker is stopping".into())),
+                    };
+                    return serde_json::to_vec(&described).unwrap_or_default();
+                }
                 Ok(ControllerRequest::Command(command)) => match broker.upgrade() {
                     Some(broker) => run_forwarded(broker, command).await,
                     None => Err(WireError::NotController("the broker is stopping".into())),
@@ -197,6 +207,42 @@ pub fn install_controller_handler(broker: &Arc<Broker>, quorum: &Quorum) {
             serde_json::to_vec(&outcome).unwrap_or_default()
         })
     }));
+}
+
+/// The quorum as this node describes it, if it is the quorum's leader (only the leader's
+/// figures are exact).
+async fn describe_as_leader(broker: &Broker) -> Result<QuorumDescription, WireError> {
+    let node_id = broker.config.node_id as u64;
+    match &broker.quorum {
+        Some(quorum) if quorum.leader().is_some_and(|(leader, _)| leader == node_id) => {
+            Ok(quorum.describe().await)
+        }
+        _ => Err(WireError::NotController(
+            "this node does not lead the metadata quorum".into(),
+        )),
+    }
+}
+
+/// The quorum for DescribeQuorum: as its leader describes it, asked through the quorum's
+/// application channel when another node leads; this node's own view (the followers' progress
+/// unknown) when it leads or the leader does not answer.
+pub async fn describe_quorum(broker: &Broker, quorum: &Quorum) -> QuorumDescription {
+    if let Some((leader, address)) = quorum.leader() {
+        if leader != broker.config.node_id as u64 {
+            let request = serde_json::to_vec(&ControllerRequest::DescribeQuorum)
+                .expect("a unit variant serializes");
+            if let Ok(answer) = quorum.call_app(&address, request).await {
+                match serde_json::from_slice::<Result<QuorumDescription, WireError>>(&answer) {
+                    Ok(Ok(description)) => return description,
+                    Ok(Err(error)) => {
+                        tracing::debug!(?error, "the quorum leader did not describe the quorum")
+                    }
+                    Err(error) => tracing::debug!(%error, "garbled quorum description"),
+                }
+            }
+        }
+    }
+    quorum.describe().await
 }
 
 /// Adds a broker-only node as a learner of the metadata quorum, if this node is the active

@@ -12,8 +12,64 @@ use cauce_integration_tests::raw::{
 };
 use cauce_integration_tests::RawClient;
 use cauce_protocol::ResponseError;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
-use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::messages::{
+    ApiKey, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse,
+};
+
+/// DescribeQuorum for `partition` of the metadata topic, asked of `client`.
+fn describe_quorum(client: &mut RawClient, partition: i32) -> DescribeQuorumResponse {
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(topic_name("__cluster_metadata"))
+        .with_partitions(vec![
+            PartitionData::default().with_partition_index(partition)
+        ])]);
+    client.call(ApiKey::DescribeQuorum, 2, &request)
+}
+
+#[test]
+fn every_node_describes_the_quorum_as_its_leader_does() {
+    let mut cluster = Cluster::start(3, FAST_MEMBERSHIP);
+    for node in 1..=3 {
+        cluster.wait_for_brokers(node, &[1, 2, 3]);
+    }
+    assert_eq!(cluster.create_topic(1, "described", 1, 3), 0);
+    cluster.wait_for_full_isrs(1, "described", 1, &[1, 2, 3], "the new topic");
+    let controller = cluster.metadata(1).controller_id.0;
+    for node in 1..=3 {
+        let mut client = RawClient::connect(cluster.node(node).address);
+        let response = describe_quorum(&mut client, 0);
+        assert_eq!(response.error_code, 0, "node {node}: {response:?}");
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.leader_id.0, controller, "node {node}");
+        assert!(partition.high_watermark > 0, "node {node}: {partition:?}");
+        let mut voters: Vec<i32> = partition
+            .current_voters
+            .iter()
+            .map(|voter| voter.replica_id.0)
+            .collect();
+        voters.sort_unstable();
+        assert_eq!(voters, [1, 2, 3]);
+        // The leader's figures, whichever node was asked: every voter's progress is known.
+        assert!(
+            partition
+                .current_voters
+                .iter()
+                .all(|voter| voter.log_end_offset > 0 && voter.last_fetch_timestamp > 0),
+            "node {node}: {partition:?}"
+        );
+        assert_eq!(response.nodes.len(), 3, "node {node}: {response:?}");
+    }
+    // The metadata log has one partition.
+    let mut client = RawClient::connect(cluster.node(1).address);
+    assert_eq!(
+        describe_quorum(&mut client, 1).error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+}
 
 #[test]
 fn three_voters_elect_a_controller_and_every_node_can_create_spread_topics() {

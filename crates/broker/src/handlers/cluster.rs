@@ -125,8 +125,9 @@ fn election_response(results: Vec<(String, i32, Election)>, unclean: bool) -> El
     )
 }
 
-/// Describes the quorum as this node knows it; exact when asked of the active controller. A
-/// single node is a quorum of one whose log is its own.
+/// Describes the quorum as its leader knows it (another node asks the leader, as Kafka's
+/// brokers forward DescribeQuorum to the controller). A single node is a quorum of one whose
+/// log is its own.
 pub fn describe_quorum(context: Context, request: DescribeQuorumRequest) -> Reply {
     let asked_for_metadata_log = request.topics.iter().any(|topic| {
         topic.topic_name.as_str() == METADATA_TOPIC
@@ -145,7 +146,7 @@ pub fn describe_quorum(context: Context, request: DescribeQuorumRequest) -> Repl
     }
     Reply::Later(Box::pin(async move {
         let description = match &context.broker.quorum {
-            Some(quorum) => quorum.describe().await,
+            Some(quorum) => crate::cluster::describe_quorum(&context.broker, quorum).await,
             None => single_node_quorum(&context),
         };
         let response = quorum_response(&description);

@@ -4,11 +4,13 @@
 //! last entry it counts (the log's first entry, index 0, is the initial membership), so an empty
 //! log ends at 0 and the high watermark is the committed index plus one.
 
+use serde::{Deserialize, Serialize};
+
 use super::activity::ReplicaTimes;
 use super::types::{LogId, NodeId, RaftMetrics};
 
 /// What this node knows about the quorum; exact only on the leader.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumDescription {
     /// The current leader, if known.
     pub leader: Option<NodeId>,
@@ -23,7 +25,7 @@ pub struct QuorumDescription {
 }
 
 /// One member of the quorum, as this node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaDescription {
     /// Its node id.
     pub node_id: NodeId,
