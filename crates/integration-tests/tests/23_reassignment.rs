@@ -84,6 +84,23 @@ fn reassignments_in_progress(client: &mut RawClient) -> usize {
         .sum()
 }
 
+/// Polls ListPartitionReassignments until it lists `expected` partitions: the node asked
+/// answers from its own copy of the metadata, which follows the controller's by a moment.
+fn wait_for_reassignments_in_progress(client: &mut RawClient, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = reassignments_in_progress(client);
+        if listed == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listed} reassignments listed, not {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_partition_moves_onto_a_new_broker_while_clients_produce_and_consume() {
     let mut cluster =
@@ -125,13 +142,13 @@ fn a_partition_moves_onto_a_new_broker_while_clients_produce_and_consume() {
 
     // Move the partition off broker 1 (its leader) onto broker 4.
     assert_eq!(reassign(&mut admin, 0, &[4, 2, 3]), 0);
-    let metadata = cluster.wait_for_metadata(1, Duration::from_secs(30), "moved", |metadata| {
+    cluster.wait_for_metadata(1, Duration::from_secs(30), "moved", |metadata| {
         partitions_of(metadata, TOPIC).is_some_and(|partitions| {
             let view = &partitions[&0];
             view.replicas == [4, 2, 3] && view.isr.len() == 3 && view.leader != 1
         })
     });
-    assert_eq!(reassignments_in_progress(&mut admin), 0, "{metadata:?}");
+    wait_for_reassignments_in_progress(&mut admin, 0);
     let before = produced.counts(1);
     produced.wait_for_acknowledgements_beyond(&before, Duration::from_secs(30), "after moving");
     // Broker 1 no longer holds the partition.
@@ -186,9 +203,9 @@ fn a_partition_moves_onto_a_new_broker_while_clients_produce_and_consume() {
     cluster.node(1).stop();
     cluster.wait_for_brokers(2, &[2, 3, 4]);
     assert_eq!(reassign(&mut admin, 0, &[1, 2, 3]), 0);
-    assert_eq!(reassignments_in_progress(&mut admin), 1);
+    wait_for_reassignments_in_progress(&mut admin, 1);
     assert_eq!(cancel_reassignment(&mut admin, 0), 0);
-    assert_eq!(reassignments_in_progress(&mut admin), 0);
+    wait_for_reassignments_in_progress(&mut admin, 0);
     cluster.wait_for_metadata(2, Duration::from_secs(10), "cancelled", |metadata| {
         // Back on brokers 2, 3 and 4, in the order the reassignment left them (as Kafka does).
         partitions_of(metadata, TOPIC).is_some_and(|partitions| {
