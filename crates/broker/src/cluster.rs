@@ -25,6 +25,8 @@ use crate::Broker;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Pause between attempts while no controller is known or reachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How long a forwarded command's answer waits for this node to apply what it changed.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
 /// How often the active controller looks for brokers whose session expired.
 const FENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -69,26 +71,46 @@ impl QuorumLog {
     }
 
     /// Sends `command` to the active controller once: the known leader, or else each voter in
-    /// turn until one is it.
+    /// turn until one is it. Once it answers, waits until this node's image has what the
+    /// command changed.
     fn forward_once(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
         let request = ControllerRequest::Command(command.clone());
-        block_on(ask_controller(
+        let (outcome, applied) = block_on(ask_controller(
             &self.quorum,
             self.node_id,
             &self.voters,
             &request,
-        ))
+        ))?;
+        self.wait_until_applied(applied);
+        Ok(outcome)
+    }
+
+    /// Waits, [`APPLY_WAIT`] at most, until this node's image has applied `records` metadata
+    /// records.
+    fn wait_until_applied(&self, records: u64) {
+        let mut images = self.quorum.subscribe();
+        let applied = block_on(tokio::time::timeout(
+            APPLY_WAIT,
+            images.wait_for(|image| image.records_applied >= records),
+        ));
+        if !matches!(applied, Ok(Ok(_))) {
+            tracing::debug!(
+                records,
+                "this node's metadata still trails the controller's"
+            );
+        }
     }
 }
 
 /// Sends `request` to the active controller: the known leader, or else each voter in turn; an
-/// answer other than "not the controller" is final.
+/// answer other than "not the controller" is final. Returns the outcome and how many metadata
+/// records the controller had applied after it.
 pub async fn ask_controller(
     quorum: &Quorum,
     node_id: i32,
     voters: &[String],
     request: &ControllerRequest,
-) -> Result<CommandOutcome, MetadataError> {
+) -> Result<(CommandOutcome, u64), MetadataError> {
     let targets: Vec<String> = match quorum.leader() {
         Some((leader, _)) if leader == node_id as u64 => {
             return Err(MetadataError::NotController(
@@ -260,7 +282,12 @@ async fn add_learner(broker: &Broker, node_id: u64, address: String) -> WireOutc
     quorum
         .add_learner(node_id, address)
         .await
-        .map(|()| CommandOutcome::Done)
+        .map(|()| {
+            (
+                CommandOutcome::Done,
+                broker.metadata.image().records_applied,
+            )
+        })
         .map_err(|error| WireError::NotController(error.to_string()))
 }
 
@@ -272,10 +299,12 @@ async fn run_forwarded(broker: Arc<Broker>, command: MetadataCommand) -> WireOut
             "this node is not the active controller".into(),
         ));
     }
-    tokio::task::spawn_blocking(move || broker.metadata.execute(command))
+    let executor = broker.clone();
+    let outcome = tokio::task::spawn_blocking(move || executor.metadata.execute(command))
         .await
         .map_err(|error| WireError::NotController(format!("command failed: {error}")))?
-        .map_err(|error| WireError::from(&error))
+        .map_err(|error| WireError::from(&error))?;
+    Ok((outcome, broker.metadata.image().records_applied))
 }
 
 /// Keeps this broker registered and heartbeating, fences silent brokers while this node is the

@@ -80,8 +80,14 @@ fn three_voters_elect_a_controller_and_every_node_can_create_spread_topics() {
     let controller = cluster.metadata(1).controller_id.0;
     let other = (1..=3).find(|node| *node != controller).unwrap();
 
-    // Created through a node that is not the controller: the command is forwarded.
+    // Created through a node that is not the controller: the command is forwarded, and that
+    // node answers once its own metadata has the topic.
     assert_eq!(cluster.create_topic(other, "spread", 6, 3), 0);
+    assert_eq!(
+        partitions_of(&cluster.metadata(other), "spread").map(|partitions| partitions.len()),
+        Some(6),
+        "node {other} lists the topic it just created"
+    );
     assert_eq!(
         cluster.create_topic(controller, "spread", 6, 3),
         ResponseError::TopicAlreadyExists.code()

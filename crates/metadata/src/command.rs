@@ -187,8 +187,11 @@ impl From<WireError> for MetadataError {
     }
 }
 
-/// A command's outcome as sent back to the node that forwarded it.
-pub type WireOutcome = Result<CommandOutcome, WireError>;
+/// A command's outcome as sent back to the node that forwarded it, with how many metadata
+/// records the controller had applied once the command's were committed: the forwarding node
+/// waits until it has applied as many before it answers, so that a client reads its own write
+/// from the node it asked.
+pub type WireOutcome = Result<(CommandOutcome, u64), WireError>;
 
 #[cfg(test)]
 mod tests {
