@@ -159,8 +159,9 @@ impl Meter {
     }
 
     /// Adds one record of `bytes` done now, sent at `sent_nanos` after the origin if known; the
-    /// caller counted it with [`Meter::claim`] first.
-    fn record_done(&self, bytes: usize, sent_nanos: Option<u64>) {
+    /// caller counted it with [`Meter::claim`] first. Returns now, in nanoseconds after the
+    /// origin.
+    fn record_done(&self, bytes: usize, sent_nanos: Option<u64>) -> u64 {
         let now = self.nanos_since_origin(Instant::now());
         if let Some(sent_nanos) = sent_nanos {
             let micros = now.saturating_sub(sent_nanos) / 1_000;
@@ -172,6 +173,7 @@ impl Meter {
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.first_record_nanos.fetch_min(now, Ordering::Relaxed);
         self.last_record_nanos.fetch_max(now, Ordering::Relaxed);
+        now
     }
 
     /// Claims one record under `limit`: false once `limit` records were claimed.

@@ -208,6 +208,26 @@ pub fn read_whole_partition(
     stored
 }
 
+/// Reads partition `partition` of `topic` whole, once its high watermark has passed every
+/// acknowledged record, and checks it against them with [`check_partition`]; returns what it
+/// stores.
+pub fn read_and_check_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    partitions: i32,
+    acked: &[(i64, String)],
+) -> Vec<(i64, String)> {
+    let end = acked
+        .iter()
+        .map(|(offset, _)| offset + 1)
+        .max()
+        .unwrap_or(0);
+    let stored = read_whole_partition(bootstrap, topic, partition, end);
+    check_partition(partition, partitions, acked, &stored);
+    stored
+}
+
 /// Checks partition `partition`'s stored records against what was acknowledged: every
 /// acknowledged record at its offset, each value once, offsets contiguous, the producer's order
 /// kept.

@@ -249,6 +249,29 @@ impl Cluster {
         }
     }
 
+    /// Waits until every node lists every broker, creates `topic` through node 1 with a replica
+    /// on each node, and waits until every node sees all of them in each partition's ISR;
+    /// returns the partitions as node 1 sees them.
+    pub fn create_fully_replicated_topic(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+    ) -> BTreeMap<i32, PartitionView> {
+        let brokers: Vec<i32> = (1..=self.nodes.len() as i32).collect();
+        for &node in &brokers {
+            self.wait_for_brokers(node, &brokers);
+        }
+        assert_eq!(
+            self.create_topic(1, topic, partitions, brokers.len() as i16),
+            0,
+            "creating {topic}"
+        );
+        for &node in brokers.iter().rev() {
+            self.wait_for_full_isrs(node, topic, partitions, &brokers, "the new topic");
+        }
+        partitions_of(&self.metadata(1), topic).expect("the topic just created")
+    }
+
     /// Creates a topic through node `node_id`; returns the response's error code.
     pub fn create_topic(
         &mut self,

@@ -71,19 +71,33 @@ impl NetworkState {
         }
     }
 
-    /// The node whose process opened the connection from `source_port` to `proxy_port`.
-    fn source_of(&self, source_port: u16, proxy_port: u16) -> Option<i32> {
-        let inode = socket_inode(source_port, proxy_port)?;
-        let wanted = format!("socket:[{inode}]");
-        self.nodes_by_pid.iter().find_map(|(pid, node)| {
-            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-            fds.flatten()
-                .any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| target.as_os_str() == wanted.as_str())
-                })
-                .then_some(*node)
-        })
+    /// Which node's process holds each IPv4 connection now, by its (local port, remote port):
+    /// `/proc/net/tcp` gives each connection's socket inode, and the nodes' `/proc/<pid>/fd`
+    /// the inodes each process holds. Read once for all the connections a decision needs.
+    fn node_sockets(&self) -> HashMap<(u16, u16), i32> {
+        let mut node_by_inode: HashMap<u64, i32> = HashMap::new();
+        for (pid, node) in &self.nodes_by_pid {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            for fd in fds.flatten() {
+                let inode = std::fs::read_link(fd.path()).ok().and_then(|target| {
+                    let target = target.to_str()?;
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                });
+                if let Some(inode) = inode {
+                    node_by_inode.insert(inode, *node);
+                }
+            }
+        }
+        socket_inodes()
+            .into_iter()
+            .filter_map(|(ports, inode)| Some((ports, *node_by_inode.get(&inode)?)))
+            .collect()
     }
 }
 
@@ -101,8 +115,9 @@ impl Network {
         state.nodes_by_pid = nodes_by_pid;
         state.isolated.insert(node);
         state.links.retain(|link| !link.is_closed());
+        let sockets = state.node_sockets();
         for link in &state.links {
-            let source = state.source_of(link.source_port, link.proxy_port);
+            let source = sockets.get(&(link.source_port, link.proxy_port)).copied();
             if state.blocked(source, link.destination) {
                 link.cut();
             }
@@ -134,7 +149,10 @@ impl Network {
             return;
         };
         let mut state = self.state.lock().unwrap();
-        let source = state.source_of(source_port, proxy_port);
+        let source = state
+            .node_sockets()
+            .get(&(source_port, proxy_port))
+            .copied();
         if state.blocked(source, destination) {
             return;
         }
@@ -184,21 +202,24 @@ fn pump(mut from: TcpStream, mut to: TcpStream, closed: &AtomicBool) {
     closed.store(true, Ordering::Relaxed);
 }
 
-/// The inode of the IPv4 socket connected from local port `local_port` to remote port
-/// `remote_port`, from `/proc/net/tcp`.
-fn socket_inode(local_port: u16, remote_port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+/// Every IPv4 socket's inode by its (local port, remote port), from `/proc/net/tcp`.
+fn socket_inodes() -> HashMap<(u16, u16), u64> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return HashMap::new();
+    };
     let port_of = |field: &str| {
         field
             .rsplit(':')
             .next()
             .and_then(|hex| u16::from_str_radix(hex, 16).ok())
     };
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
-        (port_of(local)? == local_port && port_of(remote)? == remote_port)
-            .then(|| inode.parse().ok())
-            .flatten()
-    })
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, inode) = (fields.get(1)?, fields.get(2)?, fields.get(9)?);
+            Some(((port_of(local)?, port_of(remote)?), inode.parse().ok()?))
+        })
+        .collect()
 }

@@ -5,9 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::acked::{
-    check_partition, produce_until, read_whole_partition, Produced,
-};
+use cauce_integration_tests::acked::{produce_until, read_and_check_partition, Produced};
 use cauce_integration_tests::cluster::{live_brokers, partitions_of, Cluster, FAST_MEMBERSHIP};
 use cauce_integration_tests::raw::{
     fetch_records_from_offset_to_log_end, log_end_offset, produce_batch_to_partition_zero,
@@ -73,13 +71,7 @@ fn acknowledged_records_survive_killing_the_leader_five_times() {
             .get(&partition)
             .cloned()
             .unwrap_or_default();
-        let end = acknowledged
-            .iter()
-            .map(|(offset, _)| offset + 1)
-            .max()
-            .unwrap_or(0);
-        let stored = read_whole_partition(&bootstrap, TOPIC, partition, end);
-        check_partition(partition, PARTITIONS, &acknowledged, &stored);
+        read_and_check_partition(&bootstrap, TOPIC, partition, PARTITIONS, &acknowledged);
     }
 }
 
@@ -93,12 +85,7 @@ fn a_restarted_leader_starts_at_its_checkpointed_high_watermark() {
         3,
         "broker.session.timeout.ms = 60000\nreplica.high.watermark.checkpoint.interval.ms = 100\n",
     );
-    for node in 1..=3 {
-        cluster.wait_for_brokers(node, &[1, 2, 3]);
-    }
-    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
-    let leader = cluster.wait_for_full_isrs(1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].leader;
-    cluster.wait_for_full_isrs(leader, TOPIC, 1, &[1, 2, 3], "the new topic");
+    let leader = cluster.create_fully_replicated_topic(TOPIC, 1)[&0].leader;
     let mut client = RawClient::connect(cluster.node(leader).address);
     for round in 0..5 {
         let values: Vec<String> = (0..4).map(|n| format!("committed-{round}-{n}")).collect();
@@ -141,15 +128,8 @@ fn a_leader_restarted_within_its_session_hands_over_and_returns_as_a_follower() 
         3,
         "broker.heartbeat.interval.ms = 300\nbroker.session.timeout.ms = 60000\n",
     );
-    for node in 1..=3 {
-        cluster.wait_for_brokers(node, &[1, 2, 3]);
-    }
-    assert_eq!(cluster.create_topic(1, TOPIC, 1, 3), 0);
-    let leader = cluster.wait_for_full_isrs(1, TOPIC, 1, &[1, 2, 3], "the new topic")[&0].leader;
+    let leader = cluster.create_fully_replicated_topic(TOPIC, 1)[&0].leader;
     let others: Vec<i32> = (1..=3).filter(|node| *node != leader).collect();
-    for node in &others {
-        cluster.wait_for_full_isrs(*node, TOPIC, 1, &[1, 2, 3], "the new topic");
-    }
     let restarted = Instant::now();
     cluster.node(leader).kill9();
     cluster.node(leader).restart();

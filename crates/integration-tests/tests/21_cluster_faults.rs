@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::acked::{
-    check_partition, produce_until, read_whole_partition, Produced,
-};
+use cauce_integration_tests::acked::{produce_until, read_and_check_partition, Produced};
 use cauce_integration_tests::cluster::{
     live_brokers, partitions_of, Cluster, PartitionView, CHANGE_TIMEOUT, FAST_MEMBERSHIP,
 };
@@ -33,13 +31,7 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
     const PARTITIONS: i32 = 3;
     let started = Instant::now();
     let mut cluster = Cluster::start(3, &format!("{FAST_MEMBERSHIP}min.insync.replicas = 2\n"));
-    for node in 1..=3 {
-        cluster.wait_for_brokers(node, &[1, 2, 3]);
-    }
-    assert_eq!(cluster.create_topic(1, TOPIC, PARTITIONS, 3), 0);
-    for node in 1..=3 {
-        cluster.wait_for_full_isrs(node, TOPIC, PARTITIONS, &[1, 2, 3], "the new topic");
-    }
+    cluster.create_fully_replicated_topic(TOPIC, PARTITIONS);
 
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(Produced::default());
@@ -164,13 +156,7 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
     let bootstrap = cluster.bootstrap();
     for partition in 0..PARTITIONS {
         let acked = acknowledged.get(&partition).cloned().unwrap_or_default();
-        let end = acked
-            .iter()
-            .map(|(offset, _)| offset + 1)
-            .max()
-            .unwrap_or(0);
-        let stored = read_whole_partition(&bootstrap, TOPIC, partition, end);
-        check_partition(partition, PARTITIONS, &acked, &stored);
+        let stored = read_and_check_partition(&bootstrap, TOPIC, partition, PARTITIONS, &acked);
         eprintln!(
             "partition {partition}: {} acknowledged, {} stored",
             acked.len(),

@@ -89,11 +89,7 @@ fn cut_off_a_leader(controller: bool) {
             "{FAST_MEMBERSHIP}min.insync.replicas = 2\nreplica.lag.time.max.ms = 2000\nauto.leader.rebalance.enable = false\n"
         ),
     );
-    for node in 1..=3 {
-        cluster.wait_for_brokers(node, &[1, 2, 3]);
-    }
-    assert_eq!(cluster.create_topic(1, TOPIC, PARTITIONS, 3), 0);
-    let views = cluster.wait_for_full_isrs(1, TOPIC, PARTITIONS, &[1, 2, 3], "the new topic");
+    let views = cluster.create_fully_replicated_topic(TOPIC, PARTITIONS);
     let active_controller = cluster.metadata(1).controller_id.0;
     // Three partitions spread over three brokers: one is led by the active controller, whose
     // isolation also makes the majority elect a new controller, and two by other nodes.
@@ -107,9 +103,6 @@ fn cut_off_a_leader(controller: bool) {
         "a new partition is led by its preferred replica"
     );
     let others: Vec<i32> = (1..=3).filter(|node| *node != isolated).collect();
-    for node in 1..=3 {
-        cluster.wait_for_full_isrs(node, TOPIC, PARTITIONS, &[1, 2, 3], "the new topic");
-    }
     let before = send_values(&cluster.bootstrap(), partition, "before", PER_PHASE);
 
     cluster.isolate(isolated);

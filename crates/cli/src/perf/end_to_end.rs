@@ -269,9 +269,8 @@ impl Receiving<'_> {
                     };
                     let stamp = u64::from_be_bytes(stamp.try_into().expect("8 bytes"));
                     meter.claim(None);
-                    meter.record_done(value.len(), Some(stamp));
-                    self.last_record
-                        .fetch_max(meter.nanos_since_origin(Instant::now()), Ordering::Relaxed);
+                    let now = meter.record_done(value.len(), Some(stamp));
+                    self.last_record.fetch_max(now, Ordering::Relaxed);
                 }
                 Some(Err(error)) => meter.note_failure(|| error.to_string()),
             }
