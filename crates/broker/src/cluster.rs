@@ -157,6 +157,12 @@ impl RecordLog for QuorumLog {
         self.active_controller() == Some(self.node_id)
     }
 
+    fn active_term(&self) -> Option<u64> {
+        self.quorum
+            .leader_term()
+            .and_then(|(leader, term)| (leader == self.node_id as u64).then_some(term))
+    }
+
     fn active_controller(&self) -> Option<i32> {
         self.quorum
             .leader()

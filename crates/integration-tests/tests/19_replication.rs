@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cauce_integration_tests::acked::{produce_until, read_and_check_partition, Produced};
-use cauce_integration_tests::cluster::{live_brokers, partitions_of, Cluster, FAST_MEMBERSHIP};
+use cauce_integration_tests::cluster::{partitions_of, Cluster, FAST_MEMBERSHIP};
 use cauce_integration_tests::raw::{
     fetch_records_from_offset_to_log_end, log_end_offset, produce_batch_to_partition_zero,
     record_batch_of_values_stamped_now,
@@ -61,7 +61,7 @@ fn acknowledged_records_survive_killing_the_leader_five_times() {
 
     let total: usize = produced.counts(PARTITIONS).iter().sum();
     assert!(total > 1000, "only {total} records were acknowledged");
-    assert_eq!(live_brokers(&cluster.metadata(1)), vec![1, 2, 3]);
+    cluster.wait_for_brokers(1, &[1, 2, 3]);
     let bootstrap = cluster.bootstrap();
     for partition in 0..PARTITIONS {
         let acknowledged = produced

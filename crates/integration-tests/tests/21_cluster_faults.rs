@@ -152,7 +152,7 @@ fn acknowledged_records_survive_killing_the_active_controller_five_times() {
     // With at most one of three replicas down and min.insync.replicas = 2, every record can be
     // written within the producer's 60 s: a failed delivery is a broker fault.
     assert_eq!(failed, 0, "deliveries failed, first ones: {reasons:#?}");
-    assert_eq!(live_brokers(&cluster.metadata(1)), vec![1, 2, 3]);
+    cluster.wait_for_brokers(1, &[1, 2, 3]);
     let bootstrap = cluster.bootstrap();
     for partition in 0..PARTITIONS {
         let acked = acknowledged.get(&partition).cloned().unwrap_or_default();

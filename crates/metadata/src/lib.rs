@@ -5,6 +5,7 @@
 //! - [`image`]: the read-only view that applying those records produces.
 //! - [`store`]: the durable, checksummed file the records are appended to.
 //! - [`manager`]: decides what a request changes, writes the records, publishes the new image.
+//! - [`liveness`]: which brokers the active controller has heard from, and which to fence.
 //! - [`command`]: the changes brokers ask the active controller for, serialisable for forwarding.
 //! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
 //! - [`quorum`]: the metadata log replicated across the controller voters with openraft.
@@ -15,6 +16,7 @@
 pub mod command;
 mod framing;
 pub mod image;
+pub mod liveness;
 pub mod manager;
 pub mod quorum;
 pub mod record;

@@ -3,7 +3,7 @@
 //! Every change is validated against the current image, appended durably to the store and only
 //! then applied, so the image never shows a change that a restart would lose.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::command::{CommandOutcome, Election, MetadataCommand};
 use crate::image::{MetadataImage, PartitionImage, TopicImage};
+use crate::liveness::{silent_brokers, BrokerContacts};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::store::MetadataStore;
 use crate::topic_config::validate_topic_config;
@@ -50,6 +51,9 @@ pub trait RecordLog: Send + Sync {
     fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
     /// Whether this node is the active controller, the only one that decides changes.
     fn is_active(&self) -> bool;
+    /// The controller term this node is active in; `None` when it is not the active
+    /// controller. A node that loses and regains leadership does so in a new term.
+    fn active_term(&self) -> Option<u64>;
     /// The active controller's node id, if one is known; `None` for a local log.
     fn active_controller(&self) -> Option<i32>;
     /// Appends records durably (committed by a majority of the quorum) and returns the image
@@ -92,6 +96,10 @@ impl RecordLog for LocalLog {
         true
     }
 
+    fn active_term(&self) -> Option<u64> {
+        Some(0)
+    }
+
     fn active_controller(&self) -> Option<i32> {
         None
     }
@@ -117,27 +125,30 @@ pub struct MetadataManager {
     decisions: Mutex<()>,
     /// Where records are committed and the image is read.
     log: Arc<dyn RecordLog>,
-    /// When each broker last heartbeated, as seen by this node while it is the active
-    /// controller; forgotten when it stops being active.
-    heartbeats: Mutex<Liveness>,
+    /// When each broker last registered or heartbeated, as seen by this node in its current
+    /// term as the active controller.
+    contacts: Mutex<BrokerContacts>,
+    /// The time, for liveness; a parameter so that tests can move it without sleeping.
+    clock: Clock,
 }
 
-/// Broker heartbeats as the active controller saw them.
-#[derive(Default)]
-struct Liveness {
-    /// Whether this node was the active controller at the last check.
-    active: bool,
-    /// Last heartbeat per broker; a broker not listed is given a full session from now.
-    last_seen: HashMap<i32, Instant>,
-}
+/// Where the manager reads the time from.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 impl MetadataManager {
-    /// A manager over `log`.
+    /// A manager over `log`, on the system's monotonic clock.
     pub fn new(log: Arc<dyn RecordLog>) -> MetadataManager {
+        MetadataManager::with_clock(log, Arc::new(Instant::now))
+    }
+
+    /// A manager over `log` that reads the time from `clock`.
+    pub fn with_clock(log: Arc<dyn RecordLog>, clock: Clock) -> MetadataManager {
+        let now = clock();
         MetadataManager {
             decisions: Mutex::new(()),
             log,
-            heartbeats: Mutex::new(Liveness::default()),
+            contacts: Mutex::new(BrokerContacts::new(now)),
+            clock,
         }
     }
 
@@ -285,10 +296,7 @@ impl MetadataManager {
                 Ok((records, CommandOutcome::Done))
             }
             MetadataCommand::BrokerHeartbeat { broker_id } => {
-                self.heartbeats
-                    .lock()
-                    .last_seen
-                    .insert(*broker_id, Instant::now());
+                self.record_contact(*broker_id);
                 let fenced = image
                     .brokers
                     .get(broker_id)
@@ -311,6 +319,9 @@ impl MetadataManager {
                 rack,
                 incarnation,
             } => {
+                // Registering counts as a heartbeat: the broker's session starts now, whatever
+                // it last sent before it stopped (as in Kafka's heartbeat manager).
+                self.record_contact(*broker_id);
                 let mut records = Vec::new();
                 if image.cluster_id.is_empty() {
                     records.push(MetadataRecord::Cluster {
@@ -350,40 +361,35 @@ impl MetadataManager {
         }
     }
 
-    /// On the active controller, fences the brokers that have not heartbeated for
-    /// `session_timeout` and moves their leaderships; returns the brokers fenced.
+    /// Notes that `broker_id` is in contact now, in this node's current controller term.
+    fn record_contact(&self, broker_id: i32) {
+        let term = self.log.active_term();
+        let now = (self.clock)();
+        self.contacts.lock().record_contact(term, broker_id, now);
+    }
+
+    /// On the active controller, fences the brokers that have not registered or heartbeated
+    /// for `session_timeout` and moves their leaderships; returns the brokers fenced.
+    ///
+    /// Decided under the same lock as every command, so that a heartbeat or registration is
+    /// either seen by this check or made after its records.
     pub fn fence_silent_brokers(
         &self,
         session_timeout: Duration,
     ) -> Result<Vec<i32>, MetadataError> {
-        let active = self.log.is_active();
-        let silent: Vec<i32> = {
-            let mut liveness = self.heartbeats.lock();
-            if active != liveness.active {
-                // Heartbeats seen in an earlier term say nothing about now.
-                liveness.active = active;
-                liveness.last_seen.clear();
-            }
-            if !active {
-                return Ok(Vec::new());
-            }
-            let now = Instant::now();
-            self.image()
-                .brokers
-                .values()
-                .filter(|broker| !broker.fenced)
-                .filter(|broker| {
-                    let seen = *liveness.last_seen.entry(broker.broker_id).or_insert(now);
-                    now.duration_since(seen) >= session_timeout
-                })
-                .map(|broker| broker.broker_id)
-                .collect()
+        let _decisions = self.decisions.lock();
+        let term = self.log.active_term();
+        let now = (self.clock)();
+        let image = self.image();
+        let silent = {
+            let mut contacts = self.contacts.lock();
+            contacts.enter_term(term, now);
+            silent_brokers(&image, &contacts, now, session_timeout)
         };
         if silent.is_empty() {
             return Ok(silent);
         }
-        let _decisions = self.decisions.lock();
-        let mut image = (*self.image()).clone();
+        let mut image = (*image).clone();
         let mut records = Vec::new();
         for &broker_id in &silent {
             let mut fencing = vec![MetadataRecord::FenceBroker { broker_id }];

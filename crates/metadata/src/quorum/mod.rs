@@ -229,6 +229,13 @@ impl Quorum {
         Some((leader, self.address_of(&metrics, leader)))
     }
 
+    /// The current leader's id and the term it leads in, if a leader is known.
+    pub fn leader_term(&self) -> Option<(NodeId, u64)> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        Some((metrics.current_leader?, metrics.current_term))
+    }
+
     /// The quorum's state for DescribeQuorum: exact on the leader, what is known elsewhere.
     pub async fn describe(&self) -> QuorumDescription {
         let committed = self
