@@ -24,6 +24,7 @@ use cauce_protocol::kafka::messages::{
     OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use cauce_protocol::kafka::protocol::{Decodable, Encodable, StrBytes};
+use cauce_protocol::schema;
 use cauce_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -156,8 +157,14 @@ async fn fetch_from(
         let round = async {
             let peer = match connection.as_mut() {
                 Some(peer) => peer,
-                None => connection
-                    .insert(PeerConnection::connect(&address, broker.config.node_id).await?),
+                None => connection.insert(
+                    PeerConnection::connect(
+                        &address,
+                        broker.config.node_id,
+                        broker.config.socket_request_max_bytes,
+                    )
+                    .await?,
+                ),
             };
             reconcile(peer, &broker, &followed, &mut reconciled).await?;
             fetch_once(peer, &broker, &followed).await
@@ -359,10 +366,17 @@ struct PeerConnection {
     correlation_id: i32,
     /// Sent as the client id, for the other broker's logs.
     client_id: StrBytes,
+    /// The largest response frame accepted (`socket.request.max.bytes`): the other broker is
+    /// a peer, not a trusted source of allocation sizes.
+    max_response_bytes: usize,
 }
 
 impl PeerConnection {
-    async fn connect(address: &str, node_id: i32) -> Result<PeerConnection, String> {
+    async fn connect(
+        address: &str,
+        node_id: i32,
+        max_response_bytes: usize,
+    ) -> Result<PeerConnection, String> {
         let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address))
             .await
             .map_err(|_| format!("connecting to {address} timed out"))?
@@ -372,6 +386,7 @@ impl PeerConnection {
             stream,
             correlation_id: 0,
             client_id: StrBytes::from_string(format!("cauce-replica-{node_id}")),
+            max_response_bytes,
         })
     }
 
@@ -402,7 +417,19 @@ impl PeerConnection {
         let exchange = async {
             self.stream.write_all(&frame).await?;
             let size = self.stream.read_i32().await?;
-            let mut body = vec![0u8; usize::try_from(size).unwrap_or(0)];
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|size| *size <= self.max_response_bytes)
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "response size {size} is outside 0..={}",
+                            self.max_response_bytes
+                        ),
+                    )
+                })?;
+            let mut body = vec![0u8; size];
             self.stream.read_exact(&mut body).await?;
             Ok::<_, std::io::Error>(Bytes::from(body))
         };
@@ -410,7 +437,8 @@ impl PeerConnection {
             .await
             .map_err(|_| format!("{api_key:?} timed out"))?
             .map_err(|error| format!("{api_key:?}: {error}"))?;
-        let header = ResponseHeader::decode(&mut body, api_key.response_header_version(version))
+        let header_version = api_key.response_header_version(version);
+        let header = schema::decode::<ResponseHeader>(&mut body, header_version)
             .map_err(|error| error.to_string())?;
         if header.correlation_id != self.correlation_id {
             return Err(format!(
@@ -418,7 +446,8 @@ impl PeerConnection {
                 header.correlation_id, self.correlation_id
             ));
         }
-        let response = R::decode(&mut body, version).map_err(|error| error.to_string())?;
+        let response =
+            schema::decode::<R>(&mut body, version).map_err(|error| error.to_string())?;
         if body.has_remaining() {
             tracing::debug!(api = ?api_key, left = body.remaining(), "response had trailing bytes");
         }

@@ -259,7 +259,7 @@ pub fn decode_fetched_records(records: &Bytes) -> Vec<FetchedRecord> {
     let mut batches = BatchIter::new(records);
     let mut fetched = Vec::new();
     for batch in batches.by_ref() {
-        let (header, records) = decode_batch(batch.bytes).unwrap();
+        let (header, records) = decode_batch(batch.bytes, usize::MAX).unwrap();
         for record in records {
             fetched.push(FetchedRecord {
                 offset: record.offset(&header),

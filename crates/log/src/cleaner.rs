@@ -490,7 +490,10 @@ impl CompactionJob {
                 let bytes = cursor
                     .batch_bytes(position, &header)
                     .map_err(io_error("read segment", &segment.log_path))?;
-                let decoded = match records::decode_batch(&bytes) {
+                let decoded = match records::decode_batch(
+                    &bytes,
+                    self.config.max_decompressed_bytes(),
+                ) {
                     Ok((_, decoded)) => decoded,
                     Err(error) => {
                         // Kept whole by the cleaning pass; its keys just do not supersede.
@@ -526,7 +529,7 @@ impl CompactionJob {
         if header.is_control() {
             return BatchVerdict::KeepWhole;
         }
-        let decoded = match records::decode_batch(bytes) {
+        let decoded = match records::decode_batch(bytes, self.config.max_decompressed_bytes()) {
             Ok((_, decoded)) => decoded,
             Err(_) => return BatchVerdict::KeepWhole,
         };

@@ -213,7 +213,8 @@ mod tests {
             }
             let bytes = slice.read_bytes().unwrap();
             for found_batch in cauce_protocol::batch::BatchIter::new(&bytes) {
-                let (header, decoded) = records::decode_batch(found_batch.bytes).unwrap();
+                let (header, decoded) =
+                    records::decode_batch(found_batch.bytes, usize::MAX).unwrap();
                 for record in decoded {
                     let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
                     let value = String::from_utf8(record.value.clone().unwrap().to_vec()).unwrap();

@@ -76,6 +76,12 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// The most bytes one batch may decompress to when the broker reads its records
+    /// (timestamp lookups, compaction): a multiple of `max.message.bytes`, capped.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        cauce_protocol::compression::decompression_limit(self.max_message_bytes as usize)
+    }
+
     /// `segment_bytes` limited to what u32 file positions can address.
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, u64::from(u32::MAX))

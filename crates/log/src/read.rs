@@ -149,7 +149,8 @@ impl Log {
                 let bytes = cursor
                     .batch_bytes(position, &header)
                     .map_err(io_error("read segment", &segment.log_path))?;
-                let (header, record_iter) = records::records(&bytes)?;
+                let (header, record_iter) =
+                    records::records(&bytes, self.config.max_decompressed_bytes())?;
                 for record in record_iter {
                     let record = record?;
                     let offset = record.offset(&header);
@@ -191,7 +192,7 @@ impl Log {
             .log_file
             .read_exact_at(&mut bytes, position)
             .map_err(io_error("read segment", &segment.log_path))?;
-        let (header, record_iter) = records::records(&bytes)?;
+        let (header, record_iter) = records::records(&bytes, self.config.max_decompressed_bytes())?;
         for record in record_iter {
             let record = record?;
             if record.timestamp(&header) == header.max_timestamp {

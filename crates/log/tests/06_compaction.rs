@@ -76,7 +76,7 @@ fn read_batches(log: &Log) -> Vec<(BatchHeader, Vec<Record>)> {
         let mut iter = BatchIter::new(&bytes);
         for found in iter.by_ref() {
             batch::verify_crc(&found.header, found.bytes).unwrap();
-            let (header, records) = decode_batch(found.bytes).unwrap();
+            let (header, records) = decode_batch(found.bytes, usize::MAX).unwrap();
             assert!(header.next_offset() > offset, "reads move forward");
             offset = header.next_offset();
             batches.push((header, records));
@@ -194,7 +194,7 @@ fn latest_value_per_key_survives_and_offsets_do_not_change() {
     let next_retained = *retained.iter().find(|offset| **offset > removed).unwrap();
     let slice = log.read(removed, 1, i64::MAX).unwrap();
     let bytes = slice.read_bytes().unwrap();
-    let (header, records) = decode_batch(&bytes).unwrap();
+    let (header, records) = decode_batch(&bytes, usize::MAX).unwrap();
     assert!(header.last_offset() >= removed);
     let first_at_or_after = records
         .iter()
@@ -635,7 +635,7 @@ fn reads_during_compaction_see_a_consistent_log() {
         let mut first_offsets = Vec::new();
         for found in iter.by_ref() {
             batch::verify_crc(&found.header, found.bytes).unwrap();
-            let (header, records) = decode_batch(found.bytes).unwrap();
+            let (header, records) = decode_batch(found.bytes, usize::MAX).unwrap();
             assert_eq!(records.len(), 10);
             first_offsets.push(header.base_offset);
         }

@@ -64,27 +64,58 @@ fn codec_error(codec: Compression, error: impl std::fmt::Display) -> BatchError 
     ))
 }
 
-/// Decompresses a records section.
-pub fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, BatchError> {
-    let mut output = Vec::with_capacity(data.len() * 2);
+/// How much larger than `max.message.bytes` a batch may grow when decompressed. Real data
+/// rarely compresses better than 10:1; a bomb (a batch of compressed zeros) does 1000:1.
+pub const MAX_INFLATION: usize = 32;
+
+/// The broker-wide cap on a decompressed records section, whatever the topic allows.
+pub const MAX_DECOMPRESSED_BYTES: usize = 128 * 1024 * 1024;
+
+/// The most bytes a batch of a topic with `max_message_bytes` may decompress to: a multiple of
+/// it, capped broker-wide, and never less than the limit itself.
+pub fn decompression_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes
+        .saturating_mul(MAX_INFLATION)
+        .min(MAX_DECOMPRESSED_BYTES)
+        .max(max_message_bytes)
+}
+
+fn too_large(codec: Compression, limit: usize) -> BatchError {
+    BatchError::corrupt(format!(
+        "expected {codec:?} data to decompress to at most {limit} bytes, it decompresses to more"
+    ))
+}
+
+/// Decompresses a records section, refusing (as corrupt) one that would decompress to more
+/// than `limit` bytes; no more than `limit` bytes are ever held.
+pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
+    let mut output = Vec::with_capacity(data.len().saturating_mul(2).min(limit));
+    // Reads at most one byte past the limit, which tells a stream that fits from one that
+    // does not.
+    let bound = (limit as u64).saturating_add(1);
     match codec {
         Compression::None => output.extend_from_slice(data),
         Compression::Gzip => {
             flate2::read::GzDecoder::new(data)
+                .take(bound)
                 .read_to_end(&mut output)
                 .map_err(|error| codec_error(codec, error))?;
         }
-        Compression::Snappy => return decompress_snappy(data),
+        Compression::Snappy => return decompress_snappy(data, limit),
         Compression::Lz4 => {
             lz4_flex::frame::FrameDecoder::new(data)
+                .take(bound)
                 .read_to_end(&mut output)
                 .map_err(|error| codec_error(codec, error))?;
         }
         Compression::Zstd => {
             zstd::stream::read::Decoder::new(data)
-                .and_then(|mut decoder| decoder.read_to_end(&mut output))
+                .and_then(|decoder| decoder.take(bound).read_to_end(&mut output))
                 .map_err(|error| codec_error(codec, error))?;
         }
+    }
+    if output.len() > limit {
+        return Err(too_large(codec, limit));
     }
     Ok(output)
 }
@@ -117,8 +148,14 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, BatchError> 
     }
 }
 
-fn decompress_snappy(data: &[u8]) -> Result<Vec<u8>, BatchError> {
+fn decompress_snappy(data: &[u8], limit: usize) -> Result<Vec<u8>, BatchError> {
     if !data.starts_with(XERIAL_MAGIC) {
+        // A raw block announces its decompressed length up front: checked before allocating.
+        let length = snap::raw::decompress_len(data)
+            .map_err(|error| codec_error(Compression::Snappy, error))?;
+        if length > limit {
+            return Err(too_large(Compression::Snappy, limit));
+        }
         return snap::raw::Decoder::new()
             .decompress_vec(data)
             .map_err(|error| codec_error(Compression::Snappy, error));
@@ -130,7 +167,7 @@ fn decompress_snappy(data: &[u8]) -> Result<Vec<u8>, BatchError> {
         ));
     }
     let mut decoder = snap::raw::Decoder::new();
-    let mut output = Vec::with_capacity(data.len() * 2);
+    let mut output = Vec::with_capacity(data.len().saturating_mul(2).min(limit));
     let mut position = XERIAL_HEADER_SIZE;
     while position < data.len() {
         if data.len() - position < 4 {
@@ -151,6 +188,9 @@ fn decompress_snappy(data: &[u8]) -> Result<Vec<u8>, BatchError> {
         let block = &data[position..position + block_length as usize];
         let decompressed_length = snap::raw::decompress_len(block)
             .map_err(|error| codec_error(Compression::Snappy, error))?;
+        if decompressed_length > limit - output.len() {
+            return Err(too_large(Compression::Snappy, limit));
+        }
         let start = output.len();
         output.resize(start + decompressed_length, 0);
         decoder
@@ -202,7 +242,11 @@ mod tests {
         let data = sample_data();
         for codec in ALL_CODECS {
             let compressed = compress(codec, &data).unwrap();
-            assert_eq!(decompress(codec, &compressed).unwrap(), data, "{codec:?}");
+            assert_eq!(
+                decompress(codec, &compressed, usize::MAX).unwrap(),
+                data,
+                "{codec:?}"
+            );
         }
     }
 
@@ -211,7 +255,9 @@ mod tests {
         for codec in ALL_CODECS {
             let compressed = compress(codec, &[]).unwrap();
             assert!(
-                decompress(codec, &compressed).unwrap().is_empty(),
+                decompress(codec, &compressed, usize::MAX)
+                    .unwrap()
+                    .is_empty(),
                 "{codec:?}"
             );
         }
@@ -227,7 +273,10 @@ mod tests {
     fn snappy_accepts_raw_blocks() {
         let data = sample_data();
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(decompress(Compression::Snappy, &raw).unwrap(), data);
+        assert_eq!(
+            decompress(Compression::Snappy, &raw, usize::MAX).unwrap(),
+            data
+        );
     }
 
     #[test]
@@ -241,7 +290,7 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    decompress(codec, garbage),
+                    decompress(codec, garbage, usize::MAX),
                     Err(BatchError::CorruptMessage { .. })
                 ),
                 "{codec:?}"
@@ -253,7 +302,7 @@ mod tests {
     fn truncated_xerial_block_is_corrupt() {
         let compressed = compress(Compression::Snappy, &sample_data()).unwrap();
         let truncated = &compressed[..compressed.len() - 3];
-        assert!(decompress(Compression::Snappy, truncated).is_err());
+        assert!(decompress(Compression::Snappy, truncated, usize::MAX).is_err());
     }
 
     #[test]
@@ -275,7 +324,43 @@ mod tests {
         ) {
             let codec = ALL_CODECS[codec_index];
             let compressed = compress(codec, &data).unwrap();
-            prop_assert_eq!(decompress(codec, &compressed).unwrap(), data);
+            prop_assert_eq!(decompress(codec, &compressed, usize::MAX).unwrap(), data);
         }
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_at_the_limit() {
+        let zeros = vec![0u8; 64 * 1024 * 1024];
+        let limit = 1024 * 1024;
+        for codec in &ALL_CODECS[1..] {
+            let bomb = compress(*codec, &zeros).unwrap();
+            assert!(
+                bomb.len() < 4 * 1024 * 1024,
+                "{codec:?}: {} bytes",
+                bomb.len()
+            );
+            let refused = decompress(*codec, &bomb, limit).unwrap_err();
+            assert!(
+                refused.to_string().contains("at most 1048576 bytes"),
+                "{codec:?}: {refused}"
+            );
+            // Exactly at the limit is fine.
+            let fits = compress(*codec, &zeros[..limit]).unwrap();
+            assert_eq!(decompress(*codec, &fits, limit).unwrap().len(), limit);
+        }
+    }
+
+    #[test]
+    fn a_raw_snappy_block_announcing_gigabytes_is_refused_before_allocating() {
+        // Varint 0xffff_ffff as the announced length, then a little literal.
+        let lying = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, b'x'];
+        assert!(decompress(Compression::Snappy, &lying, 1024 * 1024).is_err());
+    }
+
+    #[test]
+    fn the_limit_is_a_multiple_of_max_message_bytes_capped_broker_wide() {
+        assert_eq!(decompression_limit(1_000_000), 32_000_000);
+        assert_eq!(decompression_limit(10_000_000), MAX_DECOMPRESSED_BYTES);
+        assert_eq!(decompression_limit(500_000_000), 500_000_000);
     }
 }

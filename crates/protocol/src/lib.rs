@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`frame`]: the 4-byte size prefix and the limits on it.
 //! - [`request`]: parsing a request frame into its header and undecoded body.
+//! - [`schema`]: bounds checking of every message before `kafka-protocol` decodes it.
 //! - [`versions`]: the one table of API versions the broker really implements.
 //! - [`batch`]: a zero-copy view of magic-2 record batches (header fields, CRC-32C, offset rewrite).
 //! - [`records`]: iterating and building the records inside a batch.
@@ -19,6 +20,7 @@ pub mod frame;
 pub mod legacy_produce;
 pub mod records;
 pub mod request;
+pub mod schema;
 pub mod versions;
 pub mod wire;
 

@@ -147,8 +147,13 @@ impl Iterator for RecordIter {
     }
 }
 
-/// Starts iterating the records of the whole batch `batch` (exactly one batch).
-pub fn records(batch: &[u8]) -> Result<(BatchHeader, RecordIter), BatchError> {
+/// Starts iterating the records of the whole batch `batch` (exactly one batch), refusing a
+/// compressed one that would decompress to more than `max_decompressed` bytes (see
+/// [`compression::decompression_limit`]).
+pub fn records(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<(BatchHeader, RecordIter), BatchError> {
     let header = batch::parse_header(batch)?;
     if batch.len() < header.total_size() {
         return Err(BatchError::corrupt(format!(
@@ -161,7 +166,7 @@ pub fn records(batch: &[u8]) -> Result<(BatchHeader, RecordIter), BatchError> {
     let codec = header.compression()?;
     let records = match codec {
         Compression::None => Bytes::copy_from_slice(section),
-        _ => Bytes::from(compression::decompress(codec, section)?),
+        _ => Bytes::from(compression::decompress(codec, section, max_decompressed)?),
     };
     Ok((
         header,
@@ -173,9 +178,12 @@ pub fn records(batch: &[u8]) -> Result<(BatchHeader, RecordIter), BatchError> {
     ))
 }
 
-/// Decodes every record of one batch.
-pub fn decode_batch(batch: &[u8]) -> Result<(BatchHeader, Vec<Record>), BatchError> {
-    let (header, iter) = records(batch)?;
+/// Decodes every record of one batch (decompressed to at most `max_decompressed` bytes).
+pub fn decode_batch(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<(BatchHeader, Vec<Record>), BatchError> {
+    let (header, iter) = records(batch, max_decompressed)?;
     let decoded = iter.collect::<Result<Vec<_>, _>>()?;
     Ok((header, decoded))
 }
@@ -565,7 +573,7 @@ mod tests {
             NewRecord::value_only(999, b"v".to_vec()),
         ];
         let batch = build_batch(10, &records, &BatchOptions::default()).unwrap();
-        let (header, decoded) = decode_batch(&batch).unwrap();
+        let (header, decoded) = decode_batch(&batch, usize::MAX).unwrap();
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[0].key.as_deref(), Some(&b"key"[..]));
         assert_eq!(decoded[0].value, None);
@@ -593,7 +601,7 @@ mod tests {
             let batch = build_batch(0, &records, &options).unwrap();
             let headers = batch::validate_batches(&batch, 1 << 20).unwrap();
             assert_eq!(headers[0].compression().unwrap(), compression);
-            let (_, decoded) = decode_batch(&batch).unwrap();
+            let (_, decoded) = decode_batch(&batch, usize::MAX).unwrap();
             assert_eq!(decoded.len(), 50);
             assert_eq!(decoded[49].timestamp_delta, 490);
         }
@@ -608,7 +616,7 @@ mod tests {
         )
         .unwrap();
         batch::set_log_append_time(&mut batch, 77).unwrap();
-        let (header, decoded) = decode_batch(&batch).unwrap();
+        let (header, decoded) = decode_batch(&batch, usize::MAX).unwrap();
         assert_eq!(decoded[0].timestamp(&header), 77);
     }
 
@@ -618,7 +626,7 @@ mod tests {
         let mut truncated = batch[..batch.len() - 2].to_vec();
         let length = (truncated.len() - LOG_OVERHEAD) as i32;
         truncated[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
-        assert!(decode_batch(&truncated).is_err());
+        assert!(decode_batch(&truncated, usize::MAX).is_err());
     }
 
     #[test]
@@ -639,7 +647,7 @@ mod tests {
                 ..BatchOptions::default()
             };
             let original = build_batch(1_000, &records, &options).unwrap();
-            let (header, decoded) = decode_batch(&original).unwrap();
+            let (header, decoded) = decode_batch(&original, usize::MAX).unwrap();
             let kept = vec![decoded[1].clone(), decoded[3].clone()];
             let rebuilt = rebuild_batch(&header, &kept).unwrap();
             let rebuilt_header = batch::validate_batches(&rebuilt, 1 << 20).unwrap()[0];
@@ -652,7 +660,7 @@ mod tests {
             assert_eq!(rebuilt_header.partition_leader_epoch, 3);
             assert_eq!(rebuilt_header.compression().unwrap(), compression);
             assert_eq!(rebuilt_header.max_timestamp, 103);
-            let (_, redecoded) = decode_batch(&rebuilt).unwrap();
+            let (_, redecoded) = decode_batch(&rebuilt, usize::MAX).unwrap();
             assert_eq!(redecoded, kept);
             assert_eq!(redecoded[1].offset(&rebuilt_header), 1_003);
             assert_eq!(redecoded[1].timestamp(&rebuilt_header), 103);
@@ -678,7 +686,7 @@ mod tests {
         assert_eq!(empty_header.next_offset(), 12);
         assert_eq!(empty_header.last_sequence(), 1);
         assert_eq!(empty_header.compression().unwrap(), Compression::None);
-        assert_eq!(decode_batch(&empty).unwrap().1, vec![]);
+        assert_eq!(decode_batch(&empty, usize::MAX).unwrap().1, vec![]);
     }
 
     fn arbitrary_record() -> impl Strategy<Value = NewRecord> {
@@ -736,7 +744,7 @@ mod tests {
             concatenated.extend_from_slice(&batch);
             let headers = batch::validate_batches(&concatenated, 1 << 24).unwrap();
             prop_assert_eq!(headers.len(), 2);
-            let (header, decoded) = decode_batch(&batch).unwrap();
+            let (header, decoded) = decode_batch(&batch, usize::MAX).unwrap();
             prop_assert_eq!(header.base_offset, base_offset);
             prop_assert_eq!(decoded.len(), records.len());
             for (index, (original, decoded)) in records.iter().zip(&decoded).enumerate() {

@@ -2,7 +2,6 @@
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Decodable;
 use thiserror::Error;
 
 /// Why a request could not be parsed far enough to be answered.
@@ -49,7 +48,7 @@ impl Request {
             Some(key) => key.request_header_version(api_version.clamp(0, key.valid_versions().max)),
             None => 1,
         };
-        let header = match RequestHeader::decode(&mut frame, header_version) {
+        let header = match crate::schema::decode::<RequestHeader>(&mut frame, header_version) {
             Ok(header) => header,
             Err(error) => {
                 return Err(RequestError::MalformedHeader {

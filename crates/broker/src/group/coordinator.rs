@@ -232,7 +232,9 @@ impl GroupCoordinator {
             let Some(log) = broker.logs.partition(OFFSETS_TOPIC, partition) else {
                 continue;
             };
-            let mut position = log.with_log(|log| log.log_start_offset());
+            let (mut position, max_decompressed) = log.with_log(|log| {
+                (log.log_start_offset(), log.config().max_decompressed_bytes())
+            });
             loop {
                 let read = log.read(position, 1 << 20, true)?;
                 let Some(slice) = read.slice else { break };
@@ -240,7 +242,7 @@ impl GroupCoordinator {
                 let mut next = position;
                 for batch in BatchIter::new(&bytes) {
                     next = batch.header.next_offset();
-                    let Ok((_, iterator)) = records(batch.bytes) else {
+                    let Ok((_, iterator)) = records(batch.bytes, max_decompressed) else {
                         continue;
                     };
                     for record in iterator.flatten() {

@@ -3,7 +3,6 @@
 use bytes::Bytes;
 use cauce_protocol::kafka::messages::api_versions_response::ApiVersion;
 use cauce_protocol::kafka::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
-use cauce_protocol::kafka::protocol::Decodable;
 use cauce_protocol::versions::{self, SUPPORTED_APIS};
 use cauce_protocol::ResponseError;
 
@@ -31,7 +30,7 @@ pub fn handle(mut context: Context, mut body: Bytes) -> Reply {
         return context.respond(&response);
     }
     let mut response = ApiVersionsResponse::default().with_api_keys(api_keys);
-    match ApiVersionsRequest::decode(&mut body, context.version) {
+    match cauce_protocol::schema::decode::<ApiVersionsRequest>(&mut body, context.version) {
         Ok(request)
             if context.version >= 3
                 && !valid_software_field(request.client_software_name.as_str()) =>

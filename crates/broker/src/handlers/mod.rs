@@ -27,7 +27,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use cauce_protocol::kafka::messages::{ApiKey, ResponseHeader};
 use cauce_protocol::kafka::protocol::buf::ByteBufMut;
-use cauce_protocol::kafka::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use cauce_protocol::kafka::protocol::{Encodable, HeaderVersion, StrBytes};
 use cauce_protocol::legacy_produce::{unsupported_version_response, MAX_LEGACY_PRODUCE_VERSION};
 use cauce_protocol::request::Request;
 use cauce_protocol::versions;
@@ -207,7 +207,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
     let mut body = request.body;
     macro_rules! route {
         ($handler:path) => {
-            match Decodable::decode(&mut body, version) {
+            match cauce_protocol::schema::decode(&mut body, version) {
                 Ok(decoded) => $handler(context, decoded),
                 Err(error) => malformed(&context, error),
             }
@@ -250,7 +250,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
     }
 }
 
-fn malformed(context: &Context, error: anyhow::Error) -> Reply {
+fn malformed(context: &Context, error: cauce_protocol::schema::SchemaError) -> Reply {
     tracing::warn!(
         client = %context.client.address,
         client_id = context.client_id(),

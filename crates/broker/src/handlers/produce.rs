@@ -75,16 +75,17 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                     }
                     Ok(partition) => {
                         let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
-                        if compacted.contains(topic.name.as_str())
-                            && has_record_without_key(&records)
-                        {
+                        let refused = if compacted.contains(topic.name.as_str()) {
+                            let limit =
+                                partition.with_log(|log| log.config().max_decompressed_bytes());
+                            check_keys(&records, limit).err()
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = refused {
                             Err((
                                 ResponseError::InvalidRecord,
-                                format!(
-                                    "compacted topic cannot accept a record without a key in {}-{}",
-                                    topic.name.as_str(),
-                                    data.index
-                                ),
+                                format!("{reason} in {}-{}", topic.name.as_str(), data.index),
                             ))
                         } else {
                             match partition.append(&mut records, now) {
@@ -213,16 +214,22 @@ fn mark_failure(
     }
 }
 
-/// Whether any non-control batch holds a record with a null key (or cannot be read).
-fn has_record_without_key(records: &[u8]) -> bool {
-    cauce_protocol::batch::BatchIter::new(records)
-        .filter(|batch| !batch.header.is_control())
-        .any(
-            |batch| match cauce_protocol::records::records(batch.bytes) {
-                Ok((_, mut iterator)) => {
-                    iterator.any(|record| record.map_or(true, |record| record.key.is_none()))
-                }
-                Err(_) => false,
-            },
-        )
+/// Checks that every record of every non-control batch has a key, as a compacted topic needs;
+/// a batch that cannot be read (corrupt, or decompressing to more than `max_decompressed`
+/// bytes) is refused too.
+fn check_keys(records: &[u8], max_decompressed: usize) -> Result<(), String> {
+    let batches = cauce_protocol::batch::BatchIter::new(records);
+    for batch in batches.filter(|batch| !batch.header.is_control()) {
+        let (_, mut iterator) = cauce_protocol::records::records(batch.bytes, max_decompressed)
+            .map_err(|error| {
+                format!(
+                    "batch at offset {} cannot be read: {error}",
+                    batch.header.base_offset
+                )
+            })?;
+        if iterator.any(|record| record.map_or(true, |record| record.key.is_none())) {
+            return Err("compacted topic cannot accept a record without a key".into());
+        }
+    }
+    Ok(())
 }

@@ -65,7 +65,7 @@ pub fn read_all(log: &Log, from: i64) -> Vec<(i64, String)> {
         let bytes = slice.read_bytes().unwrap();
         let mut iter = BatchIter::new(&bytes);
         for batch in iter.by_ref() {
-            let (header, records) = decode_batch(batch.bytes).unwrap();
+            let (header, records) = decode_batch(batch.bytes, usize::MAX).unwrap();
             for record in records {
                 let record_offset = record.offset(&header);
                 if record_offset >= offset {
