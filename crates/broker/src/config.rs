@@ -31,6 +31,24 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Largest request accepted; a bigger size prefix closes the connection (`socket.request.max.bytes`).
     pub socket_request_max_bytes: usize,
+    /// Bytes of requests read but not yet answered, across all connections
+    /// (`queued.max.request.bytes`); a frame waits for room before it is read.
+    pub queued_max_request_bytes: usize,
+    /// Connections the listener keeps open at once; at the limit it stops accepting
+    /// (`max.connections`).
+    pub max_connections: usize,
+    /// Connections one client address may have open; more are closed at once
+    /// (`max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// Per-address exceptions to `max.connections.per.ip`
+    /// (`max.connections.per.ip.overrides`, `address:count,...`).
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// A connection with no request for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// Once a frame's size has been read, the rest must arrive within this long, or the
+    /// connection is closed (`socket.request.read.timeout.ms`, Cauce's own: a client gives up on
+    /// a request after its `request.timeout.ms` anyway).
+    pub socket_request_read_timeout_ms: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Requests a connection may have in flight before the broker stops reading from it.
@@ -116,6 +134,12 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             socket_request_max_bytes: 104_857_600,
+            queued_max_request_bytes: 512 * 1024 * 1024,
+            max_connections: 65_536,
+            max_connections_per_ip: 65_536,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            connections_max_idle_ms: 600_000,
+            socket_request_read_timeout_ms: 30_000,
             retention_check_interval_ms: 300_000,
             max_in_flight_requests_per_connection: 64,
             delete_topic_enable: true,
@@ -206,6 +230,36 @@ pub const BROKER_KEYS: &[BrokerKeyDef] = &[
         name: "socket.request.max.bytes",
         kind: ConfigKind::Int,
         doc: "largest request",
+    },
+    BrokerKeyDef {
+        name: "queued.max.request.bytes",
+        kind: ConfigKind::Long,
+        doc: "bytes of requests read but not yet answered",
+    },
+    BrokerKeyDef {
+        name: "max.connections",
+        kind: ConfigKind::Int,
+        doc: "connections open at once",
+    },
+    BrokerKeyDef {
+        name: "max.connections.per.ip",
+        kind: ConfigKind::Int,
+        doc: "connections open at once from one address",
+    },
+    BrokerKeyDef {
+        name: "max.connections.per.ip.overrides",
+        kind: ConfigKind::String,
+        doc: "per-address exceptions, address:count,...",
+    },
+    BrokerKeyDef {
+        name: "connections.max.idle.ms",
+        kind: ConfigKind::Long,
+        doc: "idle time after which a connection is closed",
+    },
+    BrokerKeyDef {
+        name: "socket.request.read.timeout.ms",
+        kind: ConfigKind::Long,
+        doc: "time a started request has to arrive whole",
     },
     BrokerKeyDef {
         name: "log.retention.check.interval.ms",
@@ -407,6 +461,17 @@ impl BrokerConfig {
             "num.partitions" => self.num_partitions.to_string(),
             "default.replication.factor" => self.default_replication_factor.to_string(),
             "socket.request.max.bytes" => self.socket_request_max_bytes.to_string(),
+            "queued.max.request.bytes" => self.queued_max_request_bytes.to_string(),
+            "max.connections" => self.max_connections.to_string(),
+            "max.connections.per.ip" => self.max_connections_per_ip.to_string(),
+            "max.connections.per.ip.overrides" => self
+                .max_connections_per_ip_overrides
+                .iter()
+                .map(|(address, count)| format!("{address}:{count}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            "connections.max.idle.ms" => self.connections_max_idle_ms.to_string(),
+            "socket.request.read.timeout.ms" => self.socket_request_read_timeout_ms.to_string(),
             "log.retention.check.interval.ms" => self.retention_check_interval_ms.to_string(),
             "queued.max.requests" => self.max_in_flight_requests_per_connection.to_string(),
             "offsets.topic.num.partitions" => self.offsets_topic_num_partitions.to_string(),
@@ -543,6 +608,49 @@ impl BrokerConfig {
                     .ok()
                     .filter(|size| *size >= 1024)
                     .ok_or_else(|| bad("an integer of at least 1024"))?
+            }
+            "queued.max.request.bytes" => {
+                // Kafka's -1 (no limit) is accepted; the pool is then as large as it can be.
+                self.queued_max_request_bytes = match value.trim() {
+                    "-1" => usize::MAX,
+                    other => other
+                        .parse()
+                        .ok()
+                        .filter(|bytes| *bytes >= 1024)
+                        .ok_or_else(|| bad("-1 or an integer of at least 1024"))?,
+                }
+            }
+            "max.connections" => {
+                self.max_connections = value
+                    .parse()
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "max.connections.per.ip" => {
+                self.max_connections_per_ip = value
+                    .parse()
+                    .ok()
+                    .filter(|count| *count >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "max.connections.per.ip.overrides" => {
+                self.max_connections_per_ip_overrides =
+                    parse_connection_overrides(value).ok_or_else(|| bad("address:count,..."))?
+            }
+            "connections.max.idle.ms" => {
+                self.connections_max_idle_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
+            }
+            "socket.request.read.timeout.ms" => {
+                self.socket_request_read_timeout_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms >= 1)
+                    .ok_or_else(|| bad("an integer of at least 1"))?
             }
             "log.retention.check.interval.ms" => {
                 self.retention_check_interval_ms = value
@@ -735,6 +843,22 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>
             }
         }
     }
+}
+
+/// Parses `max.connections.per.ip.overrides`: `address:count` pairs separated by commas
+/// (IPv6 addresses as `[::1]:5`); empty for none.
+fn parse_connection_overrides(value: &str) -> Option<BTreeMap<std::net::IpAddr, usize>> {
+    let mut overrides = BTreeMap::new();
+    for entry in value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (address, count) = entry.rsplit_once(':')?;
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        overrides.insert(address.parse().ok()?, count.parse().ok()?);
+    }
+    Some(overrides)
 }
 
 #[cfg(test)]

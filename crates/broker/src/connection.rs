@@ -15,7 +15,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cauce_protocol::frame::{check_request_size, SIZE_PREFIX_BYTES};
@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handlers::{dispatch, Client, Reply};
+use crate::limits::{ConnectionSlot, RequestBytes, RequestMemory, FIRST_CHUNK_BYTES};
 use crate::metrics::RequestTiming;
 use crate::shutdown::Shutdown;
 use crate::Broker;
@@ -44,6 +45,8 @@ struct Outgoing {
     api_key: Option<i16>,
     /// When the request's frame was parsed, for its latency.
     received: Instant,
+    /// The request's bytes in `queued.max.request.bytes`, given back once it is answered.
+    _charged: RequestBytes,
 }
 
 /// Serves one connection until the client closes it, it misbehaves, or the broker shuts down.
@@ -51,6 +54,7 @@ pub async fn serve(
     broker: Arc<Broker>,
     stream: TcpStream,
     address: SocketAddr,
+    _slot: ConnectionSlot,
     mut shutdown: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
@@ -60,12 +64,13 @@ pub async fn serve(
     let writer = tokio::spawn(write_replies(broker.clone(), write_half, pending, address));
     let client = Client { address };
     let mut reader = BufReader::with_capacity(SOCKET_BUFFER_BYTES, read_half);
+    let limits = FrameLimits::of(&broker);
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, broker.config.socket_request_max_bytes) => frame,
+            frame = read_frame(&mut reader, &limits) => frame,
             _ = shutdown.wait() => break,
         };
-        let frame = match frame {
+        let (frame, charged) = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(reason) => {
@@ -86,6 +91,7 @@ pub async fn serve(
             reply,
             api_key,
             received,
+            _charged: charged,
         };
         if replies.send(outgoing).await.is_err() || closing {
             break;
@@ -96,37 +102,94 @@ pub async fn serve(
     let _ = writer.await;
 }
 
-/// Reads one frame; `None` at a clean end of stream between frames.
+/// What a connection may make the broker hold and wait for while it reads a frame.
+struct FrameLimits {
+    /// `socket.request.max.bytes`.
+    max_bytes: usize,
+    /// The pool shared by all connections (`queued.max.request.bytes`).
+    memory: RequestMemory,
+    /// `connections.max.idle.ms`: the longest wait for the next frame to start.
+    idle: Duration,
+    /// `socket.request.read.timeout.ms`: the longest a started frame may take to arrive.
+    read_timeout: Duration,
+}
+
+impl FrameLimits {
+    fn of(broker: &Broker) -> FrameLimits {
+        FrameLimits {
+            max_bytes: broker.config.socket_request_max_bytes,
+            memory: broker.request_memory.clone(),
+            idle: Duration::from_millis(broker.config.connections_max_idle_ms),
+            read_timeout: Duration::from_millis(broker.config.socket_request_read_timeout_ms),
+        }
+    }
+}
+
+/// Reads one frame, charging its bytes to the request pool before reading them; `None` at a
+/// clean end of stream between frames.
 async fn read_frame(
     reader: &mut BufReader<OwnedReadHalf>,
-    max_bytes: usize,
-) -> Result<Option<BytesMut>, String> {
+    limits: &FrameLimits,
+) -> Result<Option<(BytesMut, RequestBytes)>, String> {
     let mut prefix = [0u8; SIZE_PREFIX_BYTES];
-    match reader.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(format!("read failed: {error}")),
+    match tokio::time::timeout(limits.idle, reader.read_exact(&mut prefix)).await {
+        Err(_) => {
+            return Err(format!(
+                "no request for {:?} (connections.max.idle.ms)",
+                limits.idle
+            ))
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(error)) => return Err(format!("read failed: {error}")),
     }
-    let size = check_request_size(prefix, max_bytes).map_err(|error| error.to_string())?;
-    // Read into uninitialised capacity: zeroing a large produce request first costs a pass
-    // over its bytes.
-    let mut frame = BytesMut::with_capacity(size);
-    let mut body = (&mut *reader).take(size as u64);
+    let size = check_request_size(prefix, limits.max_bytes).map_err(|error| error.to_string())?;
+    // A first chunk now, the rest once that chunk has arrived: a peer that announces a large
+    // frame and sends it slowly holds little of the pool, and nothing is allocated for bytes
+    // that have not come.
+    let mut charged = RequestBytes::none();
+    let first = size.min(FIRST_CHUNK_BYTES);
+    limits.memory.charge(&mut charged, first).await;
+    let mut frame = BytesMut::with_capacity(first);
+    let mut charged_up_to = first;
+    let mut deadline = Instant::now() + limits.read_timeout;
     while frame.len() < size {
-        match body.read_buf(&mut frame).await {
-            Ok(0) => {
+        if frame.len() == charged_up_to {
+            // Waiting for room in the pool is the broker's doing, not the peer's.
+            let waited = Instant::now();
+            limits
+                .memory
+                .charge(&mut charged, size - charged_up_to)
+                .await;
+            deadline += waited.elapsed();
+            charged_up_to = size;
+            frame.reserve(size - frame.len());
+        }
+        // Never more than what is charged: the reader's own buffer may hold the next bytes.
+        let mut charged_part = (&mut *reader).take((charged_up_to - frame.len()) as u64);
+        let read =
+            tokio::time::timeout_at(deadline.into(), charged_part.read_buf(&mut frame)).await;
+        match read {
+            Err(_) => {
+                return Err(format!(
+                    "request of {size} bytes not received within {:?} (socket.request.read.timeout.ms): {} bytes came",
+                    limits.read_timeout,
+                    frame.len()
+                ))
+            }
+            Ok(Ok(0)) => {
                 let got = frame.len();
                 return Err(format!(
                     "request truncated: expected {size} bytes, got {got}"
                 ));
             }
-            Ok(_) => {}
-            Err(error) => {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
                 return Err(format!("request truncated: expected {size} bytes: {error}"));
             }
         }
     }
-    Ok(Some(frame))
+    Ok(Some((frame, charged)))
 }
 
 async fn write_replies(

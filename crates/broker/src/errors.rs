@@ -17,6 +17,7 @@ pub fn metadata_error_code(error: &MetadataError) -> ResponseError {
         MetadataError::StaleLeadership(_) => ResponseError::FencedLeaderEpoch,
         MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         MetadataError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+        MetadataError::PolicyViolation(_) => ResponseError::PolicyViolation,
         MetadataError::Io(_) | MetadataError::BadRecord { .. } => ResponseError::UnknownServerError,
     }
 }

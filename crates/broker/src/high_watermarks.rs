@@ -58,7 +58,8 @@ fn parse(text: &str) -> Option<HighWatermarks> {
         return None;
     }
     let count: usize = lines.next()?.parse().ok()?;
-    let mut entries = HighWatermarks::with_capacity(count);
+    // The count is checked against the entries read below; it sizes nothing before that.
+    let mut entries = HighWatermarks::with_capacity(count.min(1 << 16));
     for line in lines {
         let mut fields = line.split(' ');
         let topic = fields.next()?.to_string();
@@ -93,5 +94,14 @@ mod tests {
             std::fs::write(dir.path().join(FILE_NAME), damaged).unwrap();
             assert!(read(dir.path()).is_empty(), "{damaged:?}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_announcing_more_entries_than_memory_reads_as_damaged() {
+        let text = format!(
+            "{VERSION}\n99999999999999\ntopic 0 5 {}\n",
+            uuid::Uuid::nil()
+        );
+        assert!(parse(&text).is_none());
     }
 }

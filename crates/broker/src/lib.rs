@@ -11,6 +11,7 @@
 //! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
 //! - [`metrics`]: request and traffic counters, and the Prometheus listener (`metrics.listen`).
 //! - [`shutdown`]: the signal that stops listeners and connections.
+//! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
 
 pub mod backend;
 pub mod cluster;
@@ -20,6 +21,7 @@ pub mod errors;
 pub mod group;
 pub mod handlers;
 pub mod high_watermarks;
+pub mod limits;
 pub mod metrics;
 pub mod partition;
 pub mod replica;
@@ -76,6 +78,10 @@ pub struct Broker {
     pub incarnation: uuid::Uuid,
     /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
     producer_ids: Mutex<std::ops::Range<i64>>,
+    /// The bytes of requests read but not yet answered (`queued.max.request.bytes`).
+    pub request_memory: limits::RequestMemory,
+    /// Open connections, in all and per address (`max.connections`, `max.connections.per.ip`).
+    pub connection_limits: Arc<limits::ConnectionLimits>,
 }
 
 /// How many producer ids one metadata record reserves.
@@ -106,6 +112,16 @@ impl Broker {
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
         };
         let groups = group::GroupCoordinator::new(settings);
+        let request_memory = limits::RequestMemory::new(config.queued_max_request_bytes);
+        let connection_limits = limits::ConnectionLimits::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+            config
+                .max_connections_per_ip_overrides
+                .iter()
+                .map(|(address, count)| (*address, *count))
+                .collect(),
+        );
         Arc::new(Broker {
             config,
             metadata,
@@ -116,6 +132,8 @@ impl Broker {
             stopping: std::sync::atomic::AtomicBool::new(false),
             incarnation: uuid::Uuid::new_v4(),
             producer_ids: Mutex::new(0..0),
+            request_memory,
+            connection_limits,
         })
     }
 

@@ -145,11 +145,24 @@ impl Server {
         });
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
+        let mut slot = None;
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
+                // At max.connections, stop accepting until a connection closes.
+                reserved = broker.connection_limits.reserve(), if slot.is_none() => {
+                    slot = Some(reserved);
+                }
+                accepted = listener.accept(), if slot.is_some() => match accepted {
                     Ok((stream, address)) => {
-                        connections.spawn(crate::connection::serve(broker.clone(), stream, address, shutdown.clone()));
+                        let reserved = slot.take().expect("accepting only with a slot");
+                        match reserved.admit(address.ip()) {
+                            Ok(admitted) => {
+                                connections.spawn(crate::connection::serve(broker.clone(), stream, address, admitted, shutdown.clone()));
+                            }
+                            Err(limit) => {
+                                tracing::info!(client = %address, limit, "closing connection: max.connections.per.ip reached");
+                            }
+                        }
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed");

@@ -502,6 +502,11 @@ impl CompactionJob {
                     }
                 };
                 for record in decoded {
+                    // An offset outside the batch (a producer's made-up delta) supersedes
+                    // nothing: it could otherwise hide the newest record of its key.
+                    if !(0..=header.last_offset_delta).contains(&record.offset_delta) {
+                        continue;
+                    }
                     if let Some(key) = &record.key {
                         let offset = record.offset(&header);
                         match map.latest_offset_by_key.get_mut(&key[..]) {

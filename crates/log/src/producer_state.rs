@@ -68,7 +68,7 @@ impl ProducerEntry {
             // Transaction markers carry no sequence numbers.
             return;
         }
-        if self.recent_batches.len() == MAX_REMEMBERED_BATCHES {
+        while self.recent_batches.len() >= MAX_REMEMBERED_BATCHES {
             self.recent_batches.pop_front();
         }
         self.recent_batches.push_back(ProducerBatchMetadata {
@@ -236,6 +236,11 @@ impl ProducerStateManager {
             let mut entry = ProducerEntry::new(reader.u16()? as i16);
             entry.last_timestamp = reader.i64()?;
             let batch_count = reader.u8()?;
+            if usize::from(batch_count) > MAX_REMEMBERED_BATCHES {
+                return Err(format!(
+                    "producer {producer_id} remembers {batch_count} batches, expected at most {MAX_REMEMBERED_BATCHES}"
+                ));
+            }
             for _ in 0..batch_count {
                 entry.recent_batches.push_back(ProducerBatchMetadata {
                     first_sequence: reader.u32()? as i32,

@@ -218,8 +218,11 @@ impl Segment {
                 }
                 first_in_tail = false;
             }
-            if header.base_offset < next_offset {
-                return Ok(Err("batch offsets in the log tail go backwards".into()));
+            if header.base_offset < next_offset
+                || header.last_offset_delta < 0
+                || header.last_offset() - base_offset > i64::from(u32::MAX)
+            {
+                return Ok(Err("batch offsets in the log tail are out of order".into()));
             }
             if header.max_timestamp > tail_max_timestamp.0 {
                 tail_max_timestamp = (header.max_timestamp, header.base_offset);

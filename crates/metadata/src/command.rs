@@ -130,6 +130,7 @@ pub enum WireError {
     StaleLeadership(String),
     InvalidReplicaAssignment(String),
     NoReassignmentInProgress(String),
+    PolicyViolation(String),
 }
 
 impl From<&MetadataError> for WireError {
@@ -158,6 +159,7 @@ impl From<&MetadataError> for WireError {
             MetadataError::NoReassignmentInProgress(reason) => {
                 WireError::NoReassignmentInProgress(reason.clone())
             }
+            MetadataError::PolicyViolation(reason) => WireError::PolicyViolation(reason.clone()),
         }
     }
 }
@@ -183,6 +185,7 @@ impl From<WireError> for MetadataError {
             WireError::NoReassignmentInProgress(reason) => {
                 MetadataError::NoReassignmentInProgress(reason)
             }
+            WireError::PolicyViolation(reason) => MetadataError::PolicyViolation(reason),
         }
     }
 }

@@ -221,8 +221,17 @@ impl MetadataImage {
                 let Some(topic) = self.topics.get_mut(name) else {
                     return;
                 };
+                // Records come from the log on disk and from the quorum: a partition that does
+                // not fit the topic is skipped, not trusted.
+                let Ok(index) = usize::try_from(*partition) else {
+                    tracing::warn!(%topic_id, partition, "partition record with a negative index skipped");
+                    return;
+                };
+                if index > topic.partitions.len() {
+                    tracing::warn!(%topic_id, partition, "partition record out of order skipped");
+                    return;
+                }
                 let topic = Arc::make_mut(topic);
-                let index = *partition as usize;
                 // A reassignment in progress outlives the leadership changes it goes through.
                 let (adding_replicas, removing_replicas) = topic
                     .partitions
@@ -246,11 +255,6 @@ impl MetadataImage {
                 if index < topic.partitions.len() {
                     topic.partitions[index] = image;
                 } else {
-                    debug_assert_eq!(
-                        index,
-                        topic.partitions.len(),
-                        "partitions are added in order"
-                    );
                     topic.partitions.push(image);
                 }
             }

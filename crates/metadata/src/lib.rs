@@ -59,6 +59,9 @@ pub enum MetadataError {
     /// A replica assignment names unknown brokers, none, or one twice.
     #[error("{0}")]
     InvalidReplicaAssignment(String),
+    /// The change would write more records than one operation may (Kafka's 10,000).
+    #[error("{0}")]
+    PolicyViolation(String),
     /// A reassignment was to be cancelled where none is in progress.
     #[error("{0}")]
     NoReassignmentInProgress(String),

@@ -22,6 +22,10 @@ use crate::store::MetadataStore;
 use crate::topic_config::validate_topic_config;
 use crate::MetadataError;
 
+/// The most partitions one request may create, as Kafka's controller limits the records of one
+/// operation: beyond it the request is refused before anything is sized by it.
+pub const MAX_PARTITIONS_PER_REQUEST: usize = 10_000;
+
 /// Longest topic name Kafka accepts.
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 
@@ -975,6 +979,12 @@ fn assign_replicas(
     request: &TopicRequest,
 ) -> Result<Vec<Vec<i32>>, MetadataError> {
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let wanted = if request.assignments.is_empty() {
+        request.num_partitions.max(0) as usize
+    } else {
+        request.assignments.len()
+    };
+    check_partition_count(wanted)?;
     if !request.assignments.is_empty() {
         for replicas in &request.assignments {
             if let Some(unknown) = replicas.iter().find(|broker| !brokers.contains(broker)) {
@@ -1023,6 +1033,16 @@ fn spread_replicas(brokers: &[i32], partitions: Range<usize>, replication: usize
         .collect()
 }
 
+/// Refuses a request that would create more than [`MAX_PARTITIONS_PER_REQUEST`] partitions.
+fn check_partition_count(count: usize) -> Result<(), MetadataError> {
+    if count > MAX_PARTITIONS_PER_REQUEST {
+        return Err(MetadataError::PolicyViolation(format!(
+            "unable to perform excessively large batch operation: {count} partitions, expected at most {MAX_PARTITIONS_PER_REQUEST}"
+        )));
+    }
+    Ok(())
+}
+
 fn decide_create_partitions(
     image: &MetadataImage,
     name: &str,
@@ -1042,7 +1062,13 @@ fn decide_create_partitions(
         .partitions
         .first()
         .map_or(1, |partition| partition.replicas.len());
+    check_partition_count((new_total - current) as usize)?;
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if brokers.is_empty() {
+        return Err(MetadataError::InvalidReplicationFactor(
+            "no broker is registered to host new partitions".into(),
+        ));
+    }
     let assignments = spread_replicas(&brokers, current as usize..new_total as usize, replication);
     let records = if validate_only {
         Vec::new()
@@ -1256,6 +1282,15 @@ mod tests {
         );
         manager.create_topic(&request("a.b", 1), false).unwrap();
         assert!(manager.create_topic(&request("a_b", 1), false).is_err());
+        // Two billion partitions are refused before anything is sized by the count.
+        assert!(matches!(
+            manager.create_topic(&request("huge", i32::MAX), true),
+            Err(MetadataError::PolicyViolation(_))
+        ));
+        assert!(matches!(
+            manager.create_partitions("a.b", i32::MAX, false),
+            Err(MetadataError::PolicyViolation(_))
+        ));
         assert!(matches!(
             manager.create_topic(&request("a.b", 1), false),
             Err(MetadataError::TopicAlreadyExists(_))

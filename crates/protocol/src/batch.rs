@@ -144,13 +144,15 @@ pub struct BatchHeader {
 
 impl BatchHeader {
     /// Offset of the last record in the batch.
+    /// Saturates rather than overflows: the fields come from peers and from disk.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
-    /// Offset that follows this batch.
+    /// Offset that follows this batch (saturating, as [`BatchHeader::last_offset`]).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// Whole size of the batch in bytes, header included.
@@ -195,7 +197,7 @@ impl BatchHeader {
 
 /// Adds `increment` to a producer sequence number, wrapping past `i32::MAX` to 0.
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
-    if sequence < 0 {
+    if sequence < 0 || increment < 0 {
         return sequence;
     }
     if sequence > i32::MAX - increment {

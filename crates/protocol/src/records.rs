@@ -108,14 +108,17 @@ pub struct Record {
 impl Record {
     /// Absolute offset of the record in its partition.
     pub fn offset(&self, header: &BatchHeader) -> i64 {
-        header.base_offset + i64::from(self.offset_delta)
+        header
+            .base_offset
+            .saturating_add(i64::from(self.offset_delta))
     }
 
     /// The record's timestamp as clients see it: the batch's `maxTimestamp` for LogAppendTime.
     pub fn timestamp(&self, header: &BatchHeader) -> i64 {
         match header.timestamp_type() {
             TimestampType::LogAppendTime => header.max_timestamp,
-            TimestampType::CreateTime => header.base_timestamp + self.timestamp_delta,
+            // Saturating: the delta is the client's, never checked against the header.
+            TimestampType::CreateTime => header.base_timestamp.saturating_add(self.timestamp_delta),
         }
     }
 }
@@ -519,7 +522,11 @@ pub fn rebuild_batch(original: &BatchHeader, retained: &[Record]) -> Result<Vec<
         TimestampType::LogAppendTime => original.max_timestamp,
         TimestampType::CreateTime => retained
             .iter()
-            .map(|record| original.base_timestamp + record.timestamp_delta)
+            .map(|record| {
+                original
+                    .base_timestamp
+                    .saturating_add(record.timestamp_delta)
+            })
             .max()
             .unwrap_or(original.max_timestamp),
     };

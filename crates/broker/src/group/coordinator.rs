@@ -233,7 +233,10 @@ impl GroupCoordinator {
                 continue;
             };
             let (mut position, max_decompressed) = log.with_log(|log| {
-                (log.log_start_offset(), log.config().max_decompressed_bytes())
+                (
+                    log.log_start_offset(),
+                    log.config().max_decompressed_bytes(),
+                )
             });
             loop {
                 let read = log.read(position, 1 << 20, true)?;

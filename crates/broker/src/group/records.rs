@@ -226,7 +226,9 @@ pub fn decode_group_value(value: &[u8]) -> Option<PersistedGroup> {
     let leader = reader.nullable_string()?;
     let state_timestamp_ms = if version >= 2 { reader.i64()? } else { -1 };
     let count = reader.i32()?;
-    let mut members = Vec::with_capacity(count.max(0) as usize);
+    // Grown as members really decode: the count is read off a record any client could have
+    // written, and a short record ends the loop at its first missing field.
+    let mut members = Vec::new();
     for _ in 0..count.max(0) {
         let member_id = reader.string()?;
         let group_instance_id = if version >= 3 {
@@ -333,6 +335,19 @@ mod tests {
         let value = offset_value(&committed);
         assert_eq!(decode_offset_value(&value[..value.len() - 1]), None);
         assert_eq!(decode_key(&[0, 9]), None);
+    }
+
+    #[test]
+    fn a_group_value_claiming_two_billion_members_is_refused_without_allocating_for_them() {
+        let mut value = Vec::new();
+        value.extend(3i16.to_be_bytes()); // version
+        value.extend([0, 8]);
+        value.extend(b"consumer");
+        value.extend(1i32.to_be_bytes()); // generation
+        value.extend([0xff, 0xff, 0xff, 0xff]); // no protocol, no leader
+        value.extend(0i64.to_be_bytes()); // state timestamp
+        value.extend(i32::MAX.to_be_bytes()); // members
+        assert!(decode_group_value(&value).is_none());
     }
 
     #[test]

@@ -53,6 +53,15 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                     ResponseError::InvalidTxnState,
                     "transactions are not supported yet".to_string(),
                 ))
+            } else if topic.name.as_str() == crate::group::OFFSETS_TOPIC
+                && context.client_id() != ADMIN_CLIENT_ID
+            {
+                // As Kafka: only the broker writes its internal topics, whose records it later
+                // replays as its own state.
+                Err((
+                    ResponseError::InvalidTopicException,
+                    format!("cannot append to internal topic {}", topic.name.as_str()),
+                ))
             } else if !matches!(acks, -1..=1) {
                 Err((
                     ResponseError::InvalidRequiredAcks,
@@ -213,6 +222,9 @@ fn mark_failure(
         }
     }
 }
+
+/// The client id that Kafka lets write to internal topics (its `AdminUtils.ADMIN_CLIENT_ID`).
+const ADMIN_CLIENT_ID: &str = "__admin_client";
 
 /// Checks that every record of every non-control batch has a key, as a compacted topic needs;
 /// a batch that cannot be read (corrupt, or decompressing to more than `max_decompressed`

@@ -220,7 +220,12 @@ fn check_next_index(log: &RecoveredLog, entry: &Entry) -> io::Result<()> {
         .last()
         .map(|last| last.log_id.index)
         .or(log.purged.map(|purged| purged.index));
-    let expected = previous.map_or(entry.log_id.index, |index| index + 1);
+    let expected = match previous {
+        None => entry.log_id.index,
+        Some(index) => index.checked_add(1).ok_or_else(|| {
+            invalid_data(format!("raft log entry index {index} has no successor"))
+        })?,
+    };
     if entry.log_id.index == expected {
         return Ok(());
     }

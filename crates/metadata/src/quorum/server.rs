@@ -22,6 +22,10 @@ use super::AppHandler;
 /// How long to pause accepting after an accept error (such as running out of descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Connections the quorum listener keeps open at once (voters, learners and their application
+/// calls need a few each); at the limit it stops accepting until one closes.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// What serving a request needs.
 pub(crate) struct ServerContext {
     /// The local raft node, which answers raft requests.
@@ -36,7 +40,12 @@ pub(crate) async fn serve(
     context: Arc<ServerContext>,
     mut shutdown: ShutdownListener,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+            _ = shutdown.stopped() => return,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.stopped() => return,
@@ -45,7 +54,10 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => {
                 tracing::debug!(%peer, "quorum connection accepted");
                 let connection = serve_connection(stream, context.clone(), shutdown.clone());
-                tokio::spawn(connection);
+                tokio::spawn(async move {
+                    connection.await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 tracing::warn!(%error, "quorum listener cannot accept");

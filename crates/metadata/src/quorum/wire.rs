@@ -9,12 +9,27 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::types::{ImageSnapshot, SnapshotMeta, Vote};
 
 /// The largest frame accepted, so a garbage length cannot make a peer allocate gigabytes.
 /// Generous because a snapshot of a large cluster's metadata travels in one frame.
 pub(crate) const MAX_FRAME_BYTES: u32 = 256 << 20;
+
+/// Bytes of frame bodies held at once by this process, over all quorum connections. A body is
+/// charged chunk by chunk as its bytes arrive, so that a peer announcing a large frame and
+/// sending it slowly holds only what it really sent.
+const FRAME_MEMORY_BYTES: usize = 1 << 30;
+
+/// Bytes charged (and read) at a time.
+const FRAME_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Once a frame's length has been read, the rest must arrive within this long: a peer cannot
+/// hold a connection and its share of [`FRAME_MEMORY_BYTES`] by trickling bytes.
+pub(crate) const FRAME_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+static FRAME_MEMORY: Semaphore = Semaphore::const_new(FRAME_MEMORY_BYTES);
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +76,14 @@ impl FrameKind {
 }
 
 /// One message on the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Frame {
     /// What the body is.
     pub kind: FrameKind,
     /// The message itself.
     pub body: Vec<u8>,
+    /// The body's share of [`FRAME_MEMORY_BYTES`], given back with the frame.
+    pub _charged: Option<SemaphorePermit<'static>>,
 }
 
 /// The body of a [`FrameKind::FullSnapshot`] request.
@@ -97,17 +114,48 @@ where
             "frame of {length} bytes, expected 1 to {MAX_FRAME_BYTES}"
         )));
     }
+    let body = read_body(reader, length as usize);
+    match tokio::time::timeout(FRAME_READ_TIMEOUT, body).await {
+        Ok(frame) => frame.map(Some),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("frame of {length} bytes not received within {FRAME_READ_TIMEOUT:?}"),
+        )),
+    }
+}
+
+/// The kind byte and the body of a frame of `length` bytes, charged to the process's frame
+/// memory as they arrive.
+async fn read_body<R>(reader: &mut R, length: usize) -> io::Result<Frame>
+where
+    R: AsyncRead + Unpin,
+{
     let kind_byte = reader.read_u8().await?;
     let kind = FrameKind::from_byte(kind_byte)
         .ok_or_else(|| invalid_data(format!("unknown frame kind {kind_byte}")))?;
-    // Grown as bytes arrive rather than allocated up front, so a lying length costs nothing.
-    let body_length = u64::from(length - 1);
+    let body_length = length - 1;
     let mut body = Vec::new();
-    reader.take(body_length).read_to_end(&mut body).await?;
-    if body.len() as u64 != body_length {
-        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    let mut charged: Option<SemaphorePermit<'static>> = None;
+    while body.len() < body_length {
+        let chunk = (body_length - body.len()).min(FRAME_CHUNK_BYTES);
+        let permit = FRAME_MEMORY
+            .acquire_many(chunk as u32)
+            .await
+            .map_err(|_| io::Error::other("frame memory closed"))?;
+        match &mut charged {
+            Some(held) => held.merge(permit),
+            None => charged = Some(permit),
+        }
+        let read = reader.take(chunk as u64).read_to_end(&mut body).await?;
+        if read < chunk {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
     }
-    Ok(Some(Frame { kind, body }))
+    Ok(Frame {
+        kind,
+        body,
+        _charged: charged,
+    })
 }
 
 /// Writes one frame with a single write, so it does not wait on Nagle's algorithm.
@@ -165,5 +213,16 @@ mod tests {
             let mut reader = bytes;
             assert!(read_frame(&mut reader).await.is_err(), "{bytes:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_frame_announcing_more_than_arrives_holds_only_what_arrived() {
+        let mut bytes = (200u32 << 20).to_be_bytes().to_vec();
+        bytes.push(4); // App
+        bytes.extend([7u8; 100_000]);
+        let mut reader = bytes.as_slice();
+        assert!(read_frame(&mut reader).await.is_err());
+        // Every byte charged for the partial body was given back.
+        assert_eq!(FRAME_MEMORY.available_permits(), FRAME_MEMORY_BYTES);
     }
 }
