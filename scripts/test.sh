@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need, builds, runs the Rust suites with nextest
-# (real brokers, real librdkafka) and the Python suite (kafka-python against a real broker).
+# (real brokers, real librdkafka), the Python suite (kafka-python against a real broker), and
+# every fuzz target for a bounded time (FUZZ_SECONDS per target, 60 by default; nightly Rust and
+# cargo-fuzz are installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +19,4 @@ fi
 cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast
 CAUCE_BIN="$PWD/target/debug/cauce" .venv/bin/python -m pytest -q tests/python
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}"

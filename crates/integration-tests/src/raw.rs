@@ -41,6 +41,8 @@ pub mod error_codes {
     pub const INVALID_TIMESTAMP: i16 = 32;
     /// A request version the broker does not speak.
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// A record the topic cannot take (no key on a compacted topic, too large decompressed).
+    pub const INVALID_RECORD: i16 = 87;
     /// A topic configuration key or value the broker refuses.
     pub const INVALID_CONFIG: i16 = 40;
     /// An idempotent batch whose sequence does not follow the last one written.
@@ -307,6 +309,17 @@ pub fn list_offsets_for_partition_zero(
     topic: &str,
     timestamp: i64,
 ) -> ListOffsetsPartitionResponse {
+    let partition = ask_list_offsets_for_partition_zero(client, topic, timestamp);
+    assert_eq!(partition.error_code, 0, "list offsets at {timestamp}");
+    partition
+}
+
+/// ListOffsets for partition 0 at `timestamp`, whatever the broker answers.
+pub fn ask_list_offsets_for_partition_zero(
+    client: &mut RawClient,
+    topic: &str,
+    timestamp: i64,
+) -> ListOffsetsPartitionResponse {
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
@@ -316,9 +329,7 @@ pub fn list_offsets_for_partition_zero(
                 .with_timestamp(timestamp)])]);
     let response: ListOffsetsResponse =
         client.call(ApiKey::ListOffsets, LIST_OFFSETS_VERSION, &request);
-    let partition = response.topics[0].partitions[0].clone();
-    assert_eq!(partition.error_code, 0, "list offsets at {timestamp}");
-    partition
+    response.topics[0].partitions[0].clone()
 }
 
 /// The log start offset of partition 0, from ListOffsets.

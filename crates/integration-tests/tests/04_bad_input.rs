@@ -1,8 +1,8 @@
 //! Bad input gets a clear error or a closed connection, never a crash, and harms nothing else.
 
 use cauce_integration_tests::raw::error_codes::{
-    CORRUPT_MESSAGE, INVALID_CONFIG, INVALID_TIMESTAMP, INVALID_TOPIC_EXCEPTION, MESSAGE_TOO_LARGE,
-    UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+    CORRUPT_MESSAGE, INVALID_CONFIG, INVALID_RECORD, INVALID_TIMESTAMP, INVALID_TOPIC_EXCEPTION,
+    MESSAGE_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
 };
 use cauce_integration_tests::raw::{
     current_unix_time_ms, fetch_partition_zero_without_waiting, produce_batch_to_partition_zero,
@@ -296,7 +296,6 @@ fn timestamps_beyond_the_allowed_window_get_invalid_timestamp() {
 
 #[test]
 fn compacted_topics_refuse_records_without_a_key() {
-    const INVALID_RECORD: i16 = 87;
     let broker = BrokerProcess::start();
     let mut client = RawClient::connect(broker.address);
     cauce_integration_tests::raw::create_single_partition_topic(

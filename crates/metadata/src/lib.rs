@@ -15,6 +15,8 @@
 
 pub mod command;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod liveness;
 pub mod manager;

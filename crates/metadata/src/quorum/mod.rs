@@ -32,7 +32,7 @@ mod server;
 mod shutdown;
 mod state_machine;
 mod types;
-mod wire;
+pub(crate) mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;

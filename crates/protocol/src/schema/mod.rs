@@ -110,7 +110,7 @@ pub(crate) enum Ty {
     /// Unsigned varint length + 1 (0 for null), then bytes.
     CompactBytes,
     Struct(usize),
-    /// Int8 -1 for null or 1, then the struct.
+    /// Int8 1, then the struct; any other marker (-1 on the wire) is null.
     OptionStruct(usize),
     /// Int32 count (-1 for null), then the elements.
     Array(&'static Ty),
@@ -338,8 +338,8 @@ impl Walker<'_> {
             }
             Ty::Struct(index) => self.walk_struct(*index, version),
             Ty::OptionStruct(index) => {
-                let marker = self.take(1, owner, version)?[0] as i8;
-                if marker < 0 {
+                // As the decoder reads it: 1 is a struct, any other marker is null.
+                if self.take(1, owner, version)?[0] != 1 {
                     return Ok(());
                 }
                 self.walk_struct(*index, version)

@@ -294,3 +294,23 @@ fn the_decoder_reads_as_far_as_the_check_on_mutated_messages() {
         }
     }
 }
+
+/// Found by the request_frame fuzz target: DescribeTopicPartitions v0 whose nullable cursor has
+/// the marker 0, which the decoder reads as null (only 1 is a struct).
+#[test]
+fn a_nullable_struct_marker_other_than_one_is_null_as_the_decoder_reads_it() {
+    let frame = [
+        0u8, 75, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 14, 0, 137, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 227, 0, 8, 32, 0, 0,
+        0, 0,
+    ];
+    let request = crate::request::Request::parse(Bytes::copy_from_slice(&frame)).unwrap();
+    let api_key = request.api_key.unwrap();
+    let version = request.api_version();
+    let checked = check_request(api_key as i16, version, &request.body);
+    let mut body = request.body.clone();
+    let decoded = RequestKind::decode(api_key, &mut body, version);
+    if let (Ok(checked), Ok(_)) = (checked, decoded) {
+        assert_eq!(request.body.len() - body.len(), checked);
+    }
+}
