@@ -45,8 +45,8 @@ pub struct BrokerConfig {
     pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
     /// A connection with no request for this long is closed (`connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
-    /// Once a frame's size has been read, the rest must arrive within this long, or the
-    /// connection is closed (`socket.request.read.timeout.ms`, Cauce's own: a client gives up on
+    /// Once a frame's size has been read, the rest must arrive (and find room in
+    /// `queued.max.request.bytes`) within this long, or the connection is closed (`socket.request.read.timeout.ms`, Cauce's own: a client gives up on
     /// a request after its `request.timeout.ms` anyway).
     pub socket_request_read_timeout_ms: u64,
     /// How often retention runs (`log.retention.check.interval.ms`).

@@ -144,26 +144,40 @@ async fn read_frame(
         Ok(Err(error)) => return Err(format!("read failed: {error}")),
     }
     let size = check_request_size(prefix, limits.max_bytes).map_err(|error| error.to_string())?;
-    // A first chunk now, the rest once that chunk has arrived: a peer that announces a large
-    // frame and sends it slowly holds little of the pool, and nothing is allocated for bytes
-    // that have not come.
+    // Charged as it arrives: a first chunk now, then twice as much each time the charged part
+    // is full. A peer holds at most twice what it really sent (plus the first chunk), so one
+    // that announces a large frame and sends it slowly holds little of the pool, and nothing is
+    // allocated for bytes that have not come. Waiting for the pool counts against the frame's
+    // deadline: frames that fill the pool and wait for each other give up rather than hang.
     let mut charged = RequestBytes::none();
-    let first = size.min(FIRST_CHUNK_BYTES);
-    limits.memory.charge(&mut charged, first).await;
-    let mut frame = BytesMut::with_capacity(first);
-    let mut charged_up_to = first;
-    let mut deadline = Instant::now() + limits.read_timeout;
+    let mut charged_up_to = size.min(FIRST_CHUNK_BYTES);
+    let deadline = Instant::now() + limits.read_timeout;
+    let first = tokio::time::timeout_at(
+        deadline.into(),
+        limits.memory.charge(&mut charged, charged_up_to),
+    );
+    if first.await.is_err() {
+        return Err(format!(
+            "no room for a request of {size} bytes within {:?}",
+            limits.read_timeout
+        ));
+    }
+    let mut frame = BytesMut::with_capacity(charged_up_to);
     while frame.len() < size {
         if frame.len() == charged_up_to {
-            // Waiting for room in the pool is the broker's doing, not the peer's.
-            let waited = Instant::now();
-            limits
-                .memory
-                .charge(&mut charged, size - charged_up_to)
-                .await;
-            deadline += waited.elapsed();
-            charged_up_to = size;
-            frame.reserve(size - frame.len());
+            let next = size.min(charged_up_to.saturating_mul(2));
+            let more = limits.memory.charge(&mut charged, next - charged_up_to);
+            if tokio::time::timeout_at(deadline.into(), more)
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "no room for the rest of a request of {size} bytes within {:?}",
+                    limits.read_timeout
+                ));
+            }
+            frame.reserve(next - frame.len());
+            charged_up_to = next;
         }
         // Never more than what is charged: the reader's own buffer may hold the next bytes.
         let mut charged_part = (&mut *reader).take((charged_up_to - frame.len()) as u64);

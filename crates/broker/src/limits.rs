@@ -5,10 +5,11 @@
 //! `max.connections.per.ip` (or its override for the address) a new connection is closed at
 //! once, and at `max.connections` the listener stops accepting until one closes, as Kafka's do.
 //!
-//! Request bytes are charged before they are read, never after: a frame first takes a small
-//! first chunk, and takes the rest of its announced size only once that chunk has really
-//! arrived. A peer that announces 100 MiB and sends one byte a second therefore holds 64 KiB,
-//! not 100 MiB, until the frame's read deadline closes its connection.
+//! Request bytes are charged before they are read, never after, and only as they arrive: a
+//! frame first takes a 64 KiB chunk, then twice what it holds each time that is full. A peer
+//! that announces 100 MiB and sends one byte a second holds 64 KiB, not 100 MiB, until the
+//! frame's read deadline closes its connection; one that sends fast holds at most twice what it
+//! sent.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -144,7 +145,8 @@ impl RequestMemory {
         }
     }
 
-    /// Waits until `bytes` more can be held, and charges them to `charged`. A request larger
+    /// Waits until `bytes` more can be held, and charges them to `charged` (cancel-safe: a
+    /// wait given up charges nothing). A request larger
     /// than the whole pool is charged the whole pool, so that it waits for the pool to empty
     /// rather than forever.
     pub async fn charge(&self, charged: &mut RequestBytes, bytes: usize) {

@@ -35,6 +35,9 @@ use rdkafka::Message;
 /// with `queued.max.request.bytes` at 64 MiB. A debug build idles at about 30 MiB.
 const PEAK_MEMORY_BOUND_BYTES: u64 = 192 << 20;
 
+/// Connections that announce 100 MiB and send it a byte a second.
+const SLOW_CONNECTIONS: usize = 1000;
+
 const CONFIG: &str = "queued.max.request.bytes = 67108864\nsocket.request.read.timeout.ms = 3000\n";
 
 /// Bodies that lie about every kind of length: counts of 2^31 - 1, the longest varints, a
@@ -197,9 +200,9 @@ fn hostile_requests_neither_crash_the_broker_nor_cost_normal_clients_anything() 
         })
     };
 
-    // Slow senders: 300 connections announce 100 MiB each and send a byte a second.
+    // Slow senders: a thousand connections announce 100 MiB each and send a byte a second.
     let slow = thread::spawn(move || {
-        let mut streams: Vec<TcpStream> = (0..300)
+        let mut streams: Vec<TcpStream> = (0..SLOW_CONNECTIONS)
             .filter_map(|_| TcpStream::connect(address).ok())
             .collect();
         for stream in &mut streams {
@@ -289,7 +292,7 @@ fn hostile_requests_neither_crash_the_broker_nor_cost_normal_clients_anything() 
     let peak = peak_resident_bytes(pid);
     let acknowledged = acknowledged.lock().unwrap().clone();
     eprintln!(
-        "{sent} hostile frames, {still_open} of 300 slow connections still open after 5 s, \
+        "{sent} hostile frames, {still_open} of {SLOW_CONNECTIONS} slow connections still open after 5 s, \
          {} records acknowledged, broker peak resident memory {} MiB",
         acknowledged.len(),
         peak >> 20
@@ -301,7 +304,7 @@ fn hostile_requests_neither_crash_the_broker_nor_cost_normal_clients_anything() 
         PEAK_MEMORY_BOUND_BYTES >> 20
     );
     assert!(
-        still_open < 300,
+        still_open < SLOW_CONNECTIONS,
         "no slow connection was closed by socket.request.read.timeout.ms"
     );
     assert!(

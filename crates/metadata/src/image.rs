@@ -215,7 +215,8 @@ impl MetadataImage {
                 leader_epoch,
             } => {
                 let Some(name) = self.topic_names_by_id.get(topic_id) else {
-                    debug_assert!(false, "partition record for unknown topic {topic_id}");
+                    // Records come from disk and from the quorum: not trusted to be in order.
+                    tracing::warn!(%topic_id, partition, "partition record for an unknown topic skipped");
                     return;
                 };
                 let Some(topic) = self.topics.get_mut(name) else {
@@ -277,10 +278,16 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id } => {
-                debug_assert!(
-                    *next_producer_id >= self.next_producer_id,
-                    "producer ids only grow"
-                );
+                // Producer ids only grow: a record that would hand out used ids again is
+                // ignored, whatever the log says.
+                if *next_producer_id < self.next_producer_id {
+                    tracing::warn!(
+                        next_producer_id,
+                        current = self.next_producer_id,
+                        "producer id record going backwards ignored"
+                    );
+                    return;
+                }
                 self.next_producer_id = *next_producer_id;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -481,5 +488,31 @@ mod tests {
         assert_eq!(rebuilt.topics.len(), 0);
         assert_eq!(rebuilt.brokers.len(), 0);
         assert_eq!(rebuilt.cluster_id, "");
+    }
+
+    /// Found by the metadata_records fuzz target: records from disk or the quorum that do not
+    /// fit the image (a partition of an unknown topic, at a negative or far index, producer ids
+    /// going backwards) are skipped, not trusted and not a panic.
+    #[test]
+    fn records_that_do_not_fit_the_image_are_skipped() {
+        let topic_id = Uuid::new_v4();
+        let image = MetadataImage::default().apply(&[
+            partition(Uuid::new_v4(), 0, 1),
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            },
+            partition(topic_id, -1, 1),
+            partition(topic_id, 5, 1),
+            partition(topic_id, 0, 1),
+            MetadataRecord::ProducerIds {
+                next_producer_id: 2000,
+            },
+            MetadataRecord::ProducerIds {
+                next_producer_id: 1000,
+            },
+        ]);
+        assert_eq!(image.topic("t").unwrap().partitions.len(), 1);
+        assert_eq!(image.next_producer_id, 2000);
     }
 }
