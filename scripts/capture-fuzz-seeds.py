@@ -2,8 +2,8 @@
 """Captures real clients' requests as seeds for the fuzz targets.
 
 Starts a `cauce server` behind a recording proxy (the broker advertises the proxy, so every
-connection goes through it), drives it with kafka-python, kcat (an old librdkafka) and the
-`cauce` CLI (a current librdkafka), and writes each distinct request frame to
+connection goes through it), drives it with kafka-python, kcat (an old librdkafka), the `cauce`
+CLI (a current librdkafka) and the Java client (fuzz/java-seeds, built with Maven), and writes each distinct request frame to
 fuzz/seeds/request_frame/ and its body, prefixed as the request_body target reads it, to
 fuzz/seeds/request_body/; record batches seen in Produce requests go to fuzz/seeds/record_batch/.
 
@@ -147,7 +147,7 @@ async def proxy(recorder, listen_port, broker_port, stop):
 def run(command, **kwargs):
     print("+", " ".join(command), flush=True)
     try:
-        subprocess.run(command, check=False, timeout=60, stdout=subprocess.DEVNULL, **kwargs)
+        subprocess.run(command, check=False, timeout=180, stdout=subprocess.DEVNULL, **kwargs)
     except subprocess.TimeoutExpired:
         print("  (timed out; its requests are recorded all the same)", flush=True)
 
@@ -193,6 +193,11 @@ admin.close()
     run(kcat + ["-P", "-t", "seeds-kcat", "-K:", "-z", "lz4"], input=b"a:1\nb:2\nc:3\n")
     run(kcat + ["-C", "-t", "seeds-kcat", "-e", "-o", "beginning"])
     run(kcat + ["-G", "seeds-kcat-group", "seeds-kcat", "-e"])
+    java_seeds = REPO / "fuzz" / "java-seeds"
+    run(["mvn", "-q", "-B", "-f", str(java_seeds / "pom.xml"), "compile", "dependency:build-classpath",
+         "-Dmdep.outputFile=target/classpath.txt"])
+    classpath = (java_seeds / "target" / "classpath.txt").read_text().strip()
+    run(["java", "-cp", f"{java_seeds / 'target' / 'classes'}:{classpath}", "cauce.seeds.DriveJavaClient", bootstrap])
     cli = [cauce]
     run(cli + ["topic", "create", "seeds-cli", "--partitions", "2", "--brokers", bootstrap])
     run(cli + ["topic", "describe", "seeds-cli", "--brokers", bootstrap])
