@@ -373,4 +373,19 @@ mod tests {
         assert!(ProducerStateManager::decode_snapshot(&damaged).is_err());
         assert!(ProducerStateManager::decode_snapshot(&bytes[..bytes.len() - 1]).is_err());
     }
+
+    #[test]
+    fn a_snapshot_remembering_more_batches_than_kept_is_refused() {
+        let mut state = ProducerStateManager::default();
+        state.replay(&header(1, 0, 3, 10));
+        let mut bytes = state.encode_snapshot();
+        bytes.truncate(bytes.len() - 4);
+        // magic (4), version (2), count (4), producer id (8), epoch (2), timestamp (8): the
+        // batch count follows. Claim 200, with a valid checksum.
+        bytes[28] = 200;
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        let refused = ProducerStateManager::decode_snapshot(&bytes).unwrap_err();
+        assert!(refused.contains("remembers 200 batches"), "{refused}");
+    }
 }

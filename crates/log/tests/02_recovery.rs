@@ -283,3 +283,26 @@ mod cut_anywhere {
         }
     }
 }
+
+#[test]
+fn a_base_offset_corrupted_near_the_maximum_is_cut_not_a_panic() {
+    // The base offset sits outside the CRC: a flipped bit there passes the checksum.
+    for clean_close in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+        let one_batch = batch(2, 1_000, "b0").len();
+        append_batches(&mut log, 10, 2);
+        if clean_close {
+            log.close().unwrap();
+        } else {
+            drop(log);
+        }
+        let path = segment_path(dir.path(), 0, "log");
+        let mut contents = fs::read(&path).unwrap();
+        contents[9 * one_batch..9 * one_batch + 8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+        fs::write(&path, &contents).unwrap();
+        let log = Log::open(dir.path(), cauce_log::LogConfig::default()).unwrap();
+        assert_eq!(log.log_end_offset(), 18, "clean close: {clean_close}");
+        assert_eq!(read_all(&log, 0).len(), 18);
+    }
+}
