@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = REPO / "fuzz" / "seeds"
+SEEDS = Path(os.environ.get("CAUCE_SEEDS_DIR", REPO / "fuzz" / "seeds"))
 GENERATED = REPO / "crates" / "protocol" / "src" / "schema" / "generated.rs"
 
 
@@ -69,7 +69,7 @@ class Recorder:
         self.keys, self.layouts = request_layouts()
         self.seen = set()
         self.counts = {"request_frame": 0, "request_body": 0, "record_batch": 0, "decompress": 0,
-                       "metadata_records": 0, "quorum_frame": 0}
+                       "metadata_records": 0, "quorum_frame": 0, "segment_recovery": 0}
 
     def save(self, target, data):
         digest = hashlib.sha1(data).hexdigest()
@@ -251,6 +251,14 @@ def main():
             recorder.save("metadata_records", b"\n".join(payloads))
             frames = b"".join((len(p) + 1).to_bytes(4, "big") + b"\x04" + p for p in payloads[:8])
             recorder.save("quorum_frame", frames)
+    # Segments and their offset indexes as the run left them, for segment_recovery.
+    for segment in sorted(Path(data).rglob("*.log"))[:20]:
+        index = segment.with_suffix(".index")
+        if segment.parent.name == "metadata" or not index.exists():
+            continue
+        log_bytes = segment.read_bytes()[:32768]
+        recorder.save("segment_recovery", len(log_bytes).to_bytes(4, "little") + log_bytes
+                      + index.read_bytes()[:4096])
     print("seeds written:", recorder.counts)
 
 
