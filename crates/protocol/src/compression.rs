@@ -80,6 +80,15 @@ pub fn decompression_limit(max_message_bytes: usize) -> usize {
         .max(max_message_bytes)
 }
 
+/// The largest zstd window (as a power of two) accepted when decompressing at most `limit`
+/// bytes: the limit rounded up, but never below 2^23, the window a streaming compressor picks
+/// at levels up to 19 when it does not know the input's size (the Java client's level 3 picks
+/// 2^21), and never above 2^27, where zstd's own decoder stops by default.
+fn zstd_window_log_max(limit: usize) -> u32 {
+    let covering = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    covering.clamp(23, 27)
+}
+
 fn too_large(codec: Compression, limit: usize) -> BatchError {
     BatchError::corrupt(format!(
         "expected {codec:?} data to decompress to at most {limit} bytes, it decompresses to more"
@@ -109,8 +118,13 @@ pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Vec<u
                 .map_err(|error| codec_error(codec, error))?;
         }
         Compression::Zstd => {
+            // A zstd frame names its own window, and the decoder allocates it: a few bytes of
+            // header would otherwise make it take 128 MiB. The window is capped by the limit.
             zstd::stream::read::Decoder::new(data)
-                .and_then(|decoder| decoder.take(bound).read_to_end(&mut output))
+                .and_then(|mut decoder| {
+                    decoder.window_log_max(zstd_window_log_max(limit))?;
+                    decoder.take(bound).read_to_end(&mut output)
+                })
                 .map_err(|error| codec_error(codec, error))?;
         }
     }
@@ -362,5 +376,27 @@ mod tests {
         assert_eq!(decompression_limit(1_000_000), 32_000_000);
         assert_eq!(decompression_limit(10_000_000), MAX_DECOMPRESSED_BYTES);
         assert_eq!(decompression_limit(500_000_000), 500_000_000);
+    }
+
+    /// Found by the record_batch fuzz target: a zstd frame header asking for an 80 MiB window
+    /// made the decoder allocate it before any output. The window is now capped by the limit.
+    #[test]
+    fn a_zstd_frame_asking_for_a_window_beyond_the_limit_is_refused() {
+        // Magic, then a frame header descriptor without content size and a window descriptor
+        // of 2^26 (exponent 16 + 10), then a raw block of one byte: above the 2^23 allowed for
+        // a 1 MiB limit.
+        let frame = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x80, 0x09, 0x00, 0x00, b'x'];
+        assert!(decompress(Compression::Zstd, &frame, 1024 * 1024).is_err());
+        assert_eq!(zstd_window_log_max(1024 * 1024), 23);
+        assert_eq!(zstd_window_log_max(32_000_000), 25);
+        assert_eq!(zstd_window_log_max(usize::MAX), 27);
+        assert_eq!(zstd_window_log_max(0), 23);
+        // Real data at the limit still decompresses.
+        let data = vec![7u8; 1024 * 1024];
+        let compressed = compress(Compression::Zstd, &data).unwrap();
+        assert_eq!(
+            decompress(Compression::Zstd, &compressed, 1024 * 1024).unwrap(),
+            data
+        );
     }
 }
