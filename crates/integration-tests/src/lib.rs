@@ -53,6 +53,13 @@ pub fn cauce_binary() -> PathBuf {
     binary
 }
 
+/// An address where nothing listens, for tests of unreachable brokers. Port 1 is privileged and
+/// outside the ephemeral range that [`free_port`] and so every test broker draws from: a port
+/// that `free_port` returned is free only at that moment, and a broker of a test running in
+/// parallel may listen on it a moment later (seen: `topic list` against a "closed" port
+/// succeeded).
+pub const CLOSED_ADDRESS: &str = "127.0.0.1:1";
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -5,7 +5,7 @@ use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::{free_port, BrokerProcess};
+use cauce_integration_tests::BrokerProcess;
 use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>`.
@@ -274,7 +274,7 @@ fn creating_an_existing_topic_fails() {
 
 #[test]
 fn unreachable_broker_fails_quickly_with_a_one_line_reason() {
-    let closed = format!("127.0.0.1:{}", free_port());
+    let closed = cauce_integration_tests::CLOSED_ADDRESS.to_string();
     for args in [&["topic", "list"][..], &["cluster", "info"]] {
         let started = Instant::now();
         let reason = fail(&closed, args);

@@ -5,7 +5,7 @@ use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cauce_integration_tests::{cauce_binary, free_port, BrokerProcess};
+use cauce_integration_tests::{cauce_binary, BrokerProcess};
 use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>` with `stdin` piped in.
@@ -309,7 +309,7 @@ fn unknown_topic_fails_with_a_one_line_reason_naming_it() {
 
 #[test]
 fn unreachable_broker_fails_quickly_with_a_one_line_reason() {
-    let closed = format!("127.0.0.1:{}", free_port());
+    let closed = cauce_integration_tests::CLOSED_ADDRESS.to_string();
     for args in [&["produce", "anything"][..], &["consume", "anything"][..]] {
         let started = Instant::now();
         let error = fail(&closed, args, "a\n");

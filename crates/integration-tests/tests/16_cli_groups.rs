@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cauce_integration_tests::{free_port, BrokerProcess};
+use cauce_integration_tests::BrokerProcess;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
@@ -351,7 +351,7 @@ fn a_group_with_members_is_neither_deleted_nor_reset() {
 
 #[test]
 fn an_unreachable_broker_fails_within_seconds() {
-    let brokers = format!("127.0.0.1:{}", free_port());
+    let brokers = cauce_integration_tests::CLOSED_ADDRESS.to_string();
     for args in [&["group", "list"][..], &["group", "describe", "g"][..]] {
         let started = Instant::now();
         let message = fail(&brokers, args);

@@ -5,7 +5,7 @@ use cauce_integration_tests::cli::run_cauce;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::{cauce_binary, free_port, BrokerProcess};
+use cauce_integration_tests::{cauce_binary, BrokerProcess};
 use serde_json::Value;
 
 /// Runs `cauce --brokers <brokers> <args>` with no input.
@@ -207,7 +207,7 @@ fn a_duration_bounds_the_run() {
 
 #[test]
 fn an_unreachable_broker_fails_in_one_line() {
-    let closed = format!("127.0.0.1:{}", free_port());
+    let closed = cauce_integration_tests::CLOSED_ADDRESS.to_string();
     let workloads = [
         &["perf", "produce", "--topic", "t", "--records", "10"][..],
         &["perf", "consume", "--topic", "t", "--records", "10"][..],
