@@ -60,13 +60,23 @@ pub fn cauce_binary() -> PathBuf {
 /// succeeded).
 pub const CLOSED_ADDRESS: &str = "127.0.0.1:1";
 
-/// A free port on 127.0.0.1.
+/// A free port on 127.0.0.1, never one this process was given before. The kernel hands a port
+/// just released to the next `bind(0)` often enough that a cluster's nodes got the same port
+/// twice (seen: two voters on one controller port, a metrics listener on another node's
+/// controller port), so the ports handed out are remembered.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if HANDED_OUT.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A `cauce server` child process.
