@@ -1,6 +1,7 @@
 """kafka-python consumer groups: assignment through the group coordinator and committed offsets."""
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError, RebalanceInProgressError
 from kafka.admin import NewTopic
 
 
@@ -98,7 +99,13 @@ def test_two_members_split_partitions_and_a_leaver_hands_them_over(broker):
             for records in consumer.poll(timeout_ms=100).values():
                 with lock:
                     consumed.extend(record.value.decode() for record in records)
-            consumer.commit()
+            try:
+                consumer.commit()
+            except (RebalanceInProgressError, CommitFailedError):
+                # A commit that races a rebalance is refused, as Kafka refuses it; the next
+                # poll joins the new generation. (Unhandled, it ended this member's thread and
+                # left the test reading its assignment from before the rebalance.)
+                continue
             with lock:
                 assignments[name] = {tp.partition for tp in consumer.assignment()}
         consumer.close()
