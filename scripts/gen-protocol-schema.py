@@ -258,7 +258,8 @@ def main():
                 raise ValueError(f"struct {name} defined twice")
             structs[name] = (file_name, low, high, parser)
 
-    order = sorted(structs)
+    # Sorted by (module, type), the order the decoder looks a type up in without allocating.
+    order = sorted(structs, key=lambda name: tuple(name.split("::")))
     index = {name: position for position, name in enumerate(order)}
 
     def rust_type(owner, variable, expression):

@@ -904,6 +904,34 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_parse_with_their_overrides() {
+        let config = BrokerConfig::from_toml(
+            "\"max.connections\" = 10\n\"max.connections.per.ip\" = 3\n\
+             \"max.connections.per.ip.overrides\" = \"127.0.0.1:5, [::1]:7\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (10, 3)
+        );
+        let overrides: Vec<String> = config
+            .max_connections_per_ip_overrides
+            .iter()
+            .map(|(address, count)| format!("{address}={count}"))
+            .collect();
+        assert_eq!(overrides, ["127.0.0.1=5", "::1=7"]);
+        assert!(
+            BrokerConfig::from_toml("\"max.connections.per.ip.overrides\" = \"host\"").is_err()
+        );
+        assert_eq!(
+            BrokerConfig::from_toml("queued.max.request.bytes = -1")
+                .unwrap()
+                .queued_max_request_bytes,
+            usize::MAX
+        );
+    }
+
+    #[test]
     fn the_shipped_default_config_parses_and_lists_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/cauce.toml");
         BrokerConfig::from_file(&path).unwrap();
@@ -911,8 +939,9 @@ mod tests {
         let mut keys: Vec<&str> = TOPIC_CONFIGS.iter().map(|def| def.broker_synonym).collect();
         keys.extend(BROKER_KEYS.iter().map(|def| def.name));
         for key in keys {
+            // Keys that prefix others are listed quoted (see max.connections).
             assert!(
-                text.contains(&format!("# {key} = ")),
+                text.contains(&format!("# {key} = ")) || text.contains(&format!("# \"{key}\" = ")),
                 "config/cauce.toml does not list '{key}'"
             );
         }

@@ -21,7 +21,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub mod acked;
@@ -232,6 +234,20 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// Asserts that the broker at `address` still answers ApiVersions on a fresh connection.
+pub fn assert_still_serving(address: SocketAddr) {
+    let mut client = RawClient::connect(address);
+    let response: ApiVersionsResponse = client.call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("cauce-test"))
+            .with_client_software_version(StrBytes::from_static_str("1.0")),
+    );
+    assert_eq!(response.error_code, 0);
+    assert!(!response.api_keys.is_empty());
+}
+
 /// A client that writes frames by hand, for malformed and edge-case requests.
 pub struct RawClient {
     /// The connection.
@@ -311,9 +327,17 @@ impl RawClient {
         response
     }
 
-    /// Whether the broker has closed the connection (reads end of stream).
+    /// Whether the broker closes the connection (end of stream or a reset) within the read
+    /// timeout; a read that only times out is not a close.
     pub fn is_closed_by_broker(&mut self) -> bool {
         let mut byte = [0u8; 1];
-        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
     }
 }

@@ -8,26 +8,10 @@ use cauce_integration_tests::raw::{
     current_unix_time_ms, fetch_partition_zero_without_waiting, produce_batch_to_partition_zero,
     record_batch_of_values_stamped_now, send_create_single_partition_topic, topic_name,
 };
-use cauce_integration_tests::{BrokerProcess, RawClient};
+use cauce_integration_tests::{assert_still_serving, BrokerProcess, RawClient};
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-};
-use kafka_protocol::protocol::StrBytes;
-
-/// The broker still answers on a fresh connection.
-fn assert_still_serving(broker: &BrokerProcess) {
-    let mut client = RawClient::connect(broker.address);
-    let response: ApiVersionsResponse = client.call(
-        ApiKey::ApiVersions,
-        3,
-        &ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("cauce-test"))
-            .with_client_software_version(StrBytes::from_static_str("1.0")),
-    );
-    assert_eq!(response.error_code, 0);
-    assert!(!response.api_keys.is_empty());
-}
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse};
+use std::time::{Duration, Instant};
 
 #[test]
 fn negative_oversized_and_garbage_frames_close_only_that_connection() {
@@ -53,7 +37,7 @@ fn negative_oversized_and_garbage_frames_close_only_that_connection() {
     truncated.send_raw(&frame).unwrap();
     drop(truncated);
 
-    assert_still_serving(&broker);
+    assert_still_serving(broker.address);
 }
 
 #[test]
@@ -70,7 +54,7 @@ fn unknown_api_key_and_unsupported_version_close_the_connection() {
     let mut too_new = RawClient::connect(broker.address);
     too_new.send(ApiKey::Metadata, 13, &MetadataRequest::default());
     assert!(too_new.is_closed_by_broker());
-    assert_still_serving(&broker);
+    assert_still_serving(broker.address);
 }
 
 #[test]
@@ -245,7 +229,7 @@ fn produce_v0_to_v2_get_unsupported_version_for_each_partition() {
         let error = i16::from_be_bytes([response[21], response[22]]);
         assert_eq!(error, UNSUPPORTED_VERSION, "Produce v{version}");
     }
-    assert_still_serving(&broker);
+    assert_still_serving(broker.address);
 }
 
 #[test]
@@ -326,4 +310,45 @@ fn compacted_topics_refuse_records_without_a_key() {
     );
     assert_eq!(accepted.error_code, 0);
     assert_eq!(accepted.base_offset, 0, "the refused batch took no offset");
+}
+
+#[test]
+fn connections_above_the_per_address_limit_and_idle_ones_are_closed() {
+    // The override (2 for 127.0.0.1) wins over the default of 1.
+    let broker = BrokerProcess::start_with_config(concat!(
+        // Quoted: in TOML, `max.connections.per.ip = 1` would make the longer key a table.
+        "\"max.connections.per.ip\" = 1
+",
+        "\"max.connections.per.ip.overrides\" = \"127.0.0.1:2\"
+",
+        "connections.max.idle.ms = 500
+",
+    ));
+    let mut first = RawClient::connect(broker.address);
+    let mut second = RawClient::connect(broker.address);
+    let mut third = RawClient::connect(broker.address);
+    let refused_after = Instant::now();
+    assert!(third.is_closed_by_broker());
+    assert!(
+        refused_after.elapsed() < Duration::from_secs(5),
+        "the third connection was kept"
+    );
+    let served: ApiVersionsResponse = second.call(
+        ApiKey::ApiVersions,
+        0,
+        &kafka_protocol::messages::ApiVersionsRequest::default(),
+    );
+    assert_eq!(served.error_code, 0);
+
+    // Silent for connections.max.idle.ms, both are closed (a read that times out instead takes
+    // the client's 10 s).
+    let idle_since = Instant::now();
+    assert!(first.is_closed_by_broker());
+    assert!(second.is_closed_by_broker());
+    assert!(
+        idle_since.elapsed() < Duration::from_secs(5),
+        "idle connections were kept"
+    );
+    // Their places are free again.
+    assert_still_serving(broker.address);
 }

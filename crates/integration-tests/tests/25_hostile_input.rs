@@ -22,11 +22,11 @@ use cauce_integration_tests::raw::error_codes::INVALID_RECORD;
 use cauce_integration_tests::raw::{
     current_unix_time_ms, produce_batch_to_partition_zero, send_create_single_partition_topic,
 };
-use cauce_integration_tests::{BrokerProcess, RawClient};
+use cauce_integration_tests::{assert_still_serving, BrokerProcess, RawClient};
 use cauce_protocol::compression::Compression;
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
 use cauce_protocol::versions::SUPPORTED_APIS;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
@@ -123,18 +123,6 @@ fn peak_resident_bytes(pid: u32) -> u64 {
         .expect("VmHWM");
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
-}
-
-fn assert_still_serving(address: SocketAddr) {
-    let mut client = RawClient::connect(address);
-    let response: ApiVersionsResponse = client.call(
-        ApiKey::ApiVersions,
-        3,
-        &ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("cauce-test"))
-            .with_client_software_version(StrBytes::from_static_str("1.0")),
-    );
-    assert_eq!(response.error_code, 0);
 }
 
 /// A batch of one record whose 64 MiB value of zeros compresses to a few dozen KiB.

@@ -10,6 +10,8 @@ use cauce_metadata::command::{CommandOutcome, MetadataCommand};
 use cauce_metadata::manager::{LocalLog, RecordLog};
 use cauce_metadata::{MetadataError, MetadataImage, MetadataManager, MetadataRecord};
 use parking_lot::Mutex;
+use proptest::prelude::Rng;
+use proptest::test_runner::{RngAlgorithm, TestRng};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -180,25 +182,16 @@ fn a_restarted_broker_still_counted_alive_gets_a_full_session_from_its_registrat
     assert!(!controller.fenced(2));
 }
 
-/// A tiny deterministic generator, so that a failing seed can be replayed.
-struct SplitMix(u64);
+/// A seeded generator, so that a failing seed can be replayed.
+fn seeded(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// True `percent` times in a hundred.
+fn chance(random: &mut TestRng, percent: u64) -> bool {
+    random.next_u64() % 100 < percent
 }
 
 /// What a broker process is doing in the simulation.
@@ -217,7 +210,7 @@ fn fencing_holds_its_invariants_under_random_schedules() {
     const BROKERS: [i32; 4] = [1, 2, 3, 4];
     const STEP: Duration = Duration::from_millis(10);
     for seed in 0..200u64 {
-        let mut random = SplitMix(seed);
+        let mut random = seeded(seed);
         let controller = Controller::new();
         let mut processes: BTreeMap<i32, Process> = BTreeMap::new();
         // The last registration or heartbeat each broker made, whichever controller took it.
@@ -238,10 +231,10 @@ fn fencing_holds_its_invariants_under_random_schedules() {
 
             // Controller changes: another node takes over for a while, then this one is elected
             // again in a new term (or at once).
-            if active && random.chance(1) {
+            if active && chance(&mut random, 1) {
                 active = false;
                 controller.set_term(None);
-            } else if !active && random.chance(10) {
+            } else if !active && chance(&mut random, 10) {
                 active = true;
                 term += 1;
                 term_started = now;
@@ -251,16 +244,16 @@ fn fencing_holds_its_invariants_under_random_schedules() {
             for &broker_id in &BROKERS {
                 let process = processes[&broker_id];
                 match process {
-                    Process::Running if random.chance(1) => {
+                    Process::Running if chance(&mut random, 1) => {
                         processes.insert(broker_id, Process::Dead);
                     }
-                    Process::Dead if random.chance(2) && active => {
+                    Process::Dead if chance(&mut random, 2) && active => {
                         controller.register(broker_id, Uuid::new_v4());
                         last_contact.insert(broker_id, now);
                         processes.insert(broker_id, Process::Running);
                     }
                     // Heartbeats every 100 ms on average, sometimes with long gaps.
-                    Process::Running if active && random.chance(10) => {
+                    Process::Running if active && chance(&mut random, 10) => {
                         controller.heartbeat(broker_id);
                         last_contact.insert(broker_id, now);
                     }

@@ -164,9 +164,12 @@ fn index_of<T>() -> Result<usize, SchemaError> {
     let (Some(type_name), Some(module)) = (segments.next(), segments.next()) else {
         return Err(SchemaError::UnknownMessage(full.to_string()));
     };
-    let name = format!("{module}::{type_name}");
+    // The table is sorted by (module, type): found on every decode without building a string.
     STRUCTS
-        .binary_search_by(|schema| schema.name.cmp(name.as_str()))
+        .binary_search_by(|schema| {
+            let (schema_module, schema_type) = schema.name.split_once("::").unwrap_or_default();
+            (schema_module, schema_type).cmp(&(module, type_name))
+        })
         .map_err(|_| SchemaError::UnknownMessage(full.to_string()))
 }
 
