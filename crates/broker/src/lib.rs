@@ -9,6 +9,8 @@
 //! - [`backend`]: keeps the hosted partitions in step with the metadata image.
 //! - [`errors`]: the one table from internal errors to Kafka error codes.
 //! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
+//! - [`coordinator_runtime`]: what every coordinator runs on: an internal topic's partitions as
+//!   shards with a lock each, loaded when led, written to and replicated.
 //! - [`metrics`]: request and traffic counters, and the Prometheus listener (`metrics.listen`).
 //! - [`shutdown`]: the signal that stops listeners and connections.
 //! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
@@ -17,6 +19,7 @@ pub mod backend;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod coordinator_runtime;
 pub mod errors;
 pub mod group;
 pub mod handlers;

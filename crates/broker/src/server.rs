@@ -268,7 +268,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     }
                 }
             }
-            _ = group_tick.tick() => broker.groups.tick(&broker),
+            _ = group_tick.tick() => broker.groups.tick(&broker).await,
             _ = checkpoint.tick() => {
                 let broker = broker.clone();
                 let written = tokio::task::spawn_blocking(move || broker.logs.checkpoint_high_watermarks()).await;

@@ -1,17 +1,17 @@
-//! The coordinator shell: holds the groups, parks requests, persists to `__consumer_offsets`.
+//! The coordinator shell: parks requests, feeds the groups the clock, and persists them.
 //!
-//! Decisions are made by [`Group`]; this module locks, feeds it the clock, delivers the answers
-//! it produces to parked requests, and writes records. Records go to the `__consumer_offsets`
-//! partition of the group (Kafka's key/value formats, see [`super::records`]) before the client
-//! is answered, and are replayed at startup, so groups and offsets survive a restart.
+//! Decisions are made by [`Group`] and [`ConsumerGroup`]; this module delivers the answers they
+//! produce to parked requests and writes records. The groups of each `__consumer_offsets`
+//! partition are one [`GroupShard`] of the [`CoordinatorRuntime`], which loads the partitions
+//! this broker leads, gives each its own lock and appends to it. Records (Kafka's key/value
+//! formats, see [`super::records`]) are written before the client is answered and replayed when
+//! the partition loads, so groups and offsets survive a restart and a failover.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use cauce_metadata::TopicRequest;
-use cauce_protocol::batch::BatchIter;
-use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -20,40 +20,23 @@ use super::consumer_group::{
     TopicsMetadata,
 };
 use super::records::{
-    decode_group_value, decode_key, decode_offset_value, group_key, group_value, offset_key,
-    offset_value, partition_for_group, CommittedOffset, OffsetsKey, PersistedGroup,
-    PersistedMember,
+    group_key, group_value, offset_key, offset_value, partition_for_group, CommittedOffset,
+    PersistedGroup, PersistedMember,
 };
+pub use super::shard::GroupOffsets;
+use super::shard::{GroupShard, Waiter};
 use super::state::{
     Effect, Group, GroupError, GroupLimits, GroupPhase, JoinOutcome, JoinRequest, Member,
     SyncOutcome,
 };
+use crate::coordinator_runtime::{CoordinatorRuntime, SharedShard};
 use crate::{now_ms, Broker, BrokerError};
 
 /// The internal topic that stores offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// How far a coordinator write must reach before it counts as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Replication {
-    /// This broker's log (the leader's).
-    Leader,
-    /// Every in-sync replica, as `acks=all`.
-    InSync,
-}
 
 /// How long a coordinator write waits for the in-sync replicas.
 const REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Offsets of one group by (topic, partition).
-pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
-
-/// A parked request's way back to its connection.
-enum Waiter {
-    /// A JoinGroup waiting for the rebalance.
-    Join(oneshot::Sender<JoinOutcome>),
-    /// A SyncGroup waiting for the leader.
-    Sync(oneshot::Sender<SyncOutcome>),
-}
 
 /// Settings the coordinator takes from the broker configuration.
 #[derive(Debug, Clone, Copy)]
@@ -90,35 +73,24 @@ pub struct GroupDescription {
 pub struct GroupCoordinator {
     /// Settings from the broker configuration.
     settings: CoordinatorSettings,
-    /// Classic groups by id.
-    groups: Mutex<HashMap<String, Group>>,
-    /// KIP-848 consumer groups by id.
-    consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
-    /// Committed offsets by group id.
-    offsets: Mutex<HashMap<String, GroupOffsets>>,
-    /// Parked requests by token.
-    waiters: Mutex<HashMap<u64, Waiter>>,
+    /// The groups, one shard per `__consumer_offsets` partition served here.
+    runtime: CoordinatorRuntime<GroupShard>,
     /// Source of tokens for parked requests.
     next_token: AtomicU64,
-    /// The `__consumer_offsets` partitions this coordinator serves: this broker leads them and
-    /// their groups are loaded. Groups of other partitions are another broker's.
-    owned: Mutex<HashSet<i32>>,
     /// Held while `__consumer_offsets` is created and its partitions replayed, so that no
     /// request sees the new topic before this broker serves it.
     offsets_topic_creation: Mutex<()>,
 }
 
 impl GroupCoordinator {
-    /// An empty coordinator; [`GroupCoordinator::load`] fills it from disk.
+    /// An empty coordinator; [`GroupCoordinator::follow_leadership`] loads the groups.
     pub fn new(settings: CoordinatorSettings) -> GroupCoordinator {
         GroupCoordinator {
             settings,
-            groups: Mutex::new(HashMap::new()),
-            consumer_groups: Mutex::new(HashMap::new()),
-            offsets: Mutex::new(HashMap::new()),
-            waiters: Mutex::new(HashMap::new()),
+            runtime: CoordinatorRuntime::new(OFFSETS_TOPIC, settings.offsets_partitions, |_| {
+                GroupShard::default()
+            }),
             next_token: AtomicU64::new(1),
-            owned: Mutex::new(HashSet::new()),
             offsets_topic_creation: Mutex::new(()),
         }
     }
@@ -136,10 +108,21 @@ impl GroupCoordinator {
     /// Whether this broker coordinates the group (leads its partition and has loaded it). A
     /// single node coordinates every group, even before `__consumer_offsets` exists.
     pub fn owns(&self, broker: &Broker, group_id: &str) -> bool {
-        if self.owned.lock().contains(&self.partition_of(group_id)) {
+        if self.runtime.is_loaded(self.partition_of(group_id)) {
             return true;
         }
         broker.quorum.is_none() && broker.metadata.image().topic(OFFSETS_TOPIC).is_none()
+    }
+
+    /// The shard holding the group, if this broker serves its partition.
+    fn shard_of(&self, group_id: &str) -> Option<SharedShard<GroupShard>> {
+        self.runtime.shard(self.partition_of(group_id))
+    }
+
+    /// The shard holding the group, created if needed; for requests that passed
+    /// [`GroupCoordinator::owns`].
+    fn serving_shard(&self, group_id: &str) -> SharedShard<GroupShard> {
+        self.runtime.shard_or_new(self.partition_of(group_id))
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet (blocking: it writes metadata).
@@ -191,249 +174,84 @@ impl GroupCoordinator {
     /// come to lead (at startup, or after another broker failed) and forgets the groups of those
     /// it no longer leads. Blocking: it reads logs.
     pub fn follow_leadership(&self, broker: &Broker) -> Result<(), BrokerError> {
-        let led: HashSet<i32> = (0..self.settings.offsets_partitions)
-            .filter(|index| {
-                broker
-                    .logs
-                    .partition(OFFSETS_TOPIC, *index)
-                    .is_some_and(|partition| partition.is_leader())
-            })
-            .collect();
-        let owned = self.owned.lock().clone();
-        let lost: HashSet<i32> = owned.difference(&led).copied().collect();
-        let gained: Vec<i32> = led.difference(&owned).copied().collect();
-        if !lost.is_empty() {
-            self.unload(&lost);
-        }
-        if !gained.is_empty() {
-            self.load(broker, &gained)?;
-        }
-        *self.owned.lock() = led;
-        Ok(())
+        self.runtime.follow_leadership(&broker.logs, now_ms())
     }
 
-    /// Forgets the groups held in `partitions`, which another broker now coordinates.
-    fn unload(&self, partitions: &HashSet<i32>) {
-        let theirs = |group_id: &String| partitions.contains(&self.partition_of(group_id));
-        self.groups.lock().retain(|group_id, _| !theirs(group_id));
-        self.consumer_groups
-            .lock()
-            .retain(|group_id, _| !theirs(group_id));
-        self.offsets.lock().retain(|group_id, _| !theirs(group_id));
-        tracing::info!(partitions = ?partitions, "stopped coordinating the groups of these {OFFSETS_TOPIC} partitions");
-    }
-
-    /// Replays `partitions` of `__consumer_offsets` into memory.
-    fn load(&self, broker: &Broker, partitions: &[i32]) -> Result<(), BrokerError> {
-        let now = now_ms();
-        let mut persisted_groups: HashMap<String, Option<PersistedGroup>> = HashMap::new();
-        let mut offsets = self.offsets.lock();
-        for &partition in partitions {
-            let Some(log) = broker.logs.partition(OFFSETS_TOPIC, partition) else {
-                continue;
-            };
-            let (mut position, max_decompressed) = log.with_log(|log| {
-                (
-                    log.log_start_offset(),
-                    log.config().max_decompressed_bytes(),
-                )
-            });
-            loop {
-                let read = log.read(position, 1 << 20, true)?;
-                let Some(slice) = read.slice else { break };
-                let bytes = slice.read_bytes().map_err(BrokerError::Io)?;
-                let mut next = position;
-                for batch in BatchIter::new(&bytes) {
-                    next = batch.header.next_offset();
-                    let Ok((_, iterator)) = records(batch.bytes, max_decompressed) else {
-                        continue;
-                    };
-                    for record in iterator.flatten() {
-                        let Some(key) = record.key.as_deref().and_then(decode_key) else {
-                            continue;
-                        };
-                        match key {
-                            OffsetsKey::Offset {
-                                group,
-                                topic,
-                                partition,
-                            } => {
-                                let entry = offsets.entry(group).or_default();
-                                match record.value.as_deref().and_then(decode_offset_value) {
-                                    Some(committed) => entry.insert((topic, partition), committed),
-                                    None => entry.remove(&(topic, partition)),
-                                };
-                            }
-                            OffsetsKey::Group { group } => {
-                                persisted_groups.insert(
-                                    group,
-                                    record.value.as_deref().and_then(decode_group_value),
-                                );
-                            }
-                        }
-                    }
-                }
-                if next <= position {
-                    break;
-                }
-                position = next;
-            }
-        }
-        offsets.retain(|_, group_offsets| !group_offsets.is_empty());
-        let mut groups = self.groups.lock();
-        for (group_id, persisted) in persisted_groups {
-            let Some(persisted) = persisted else { continue };
-            let mut group = Group::new(&group_id, now);
-            let protocol_name = persisted.protocol_name.clone();
-            let members = persisted
-                .members
-                .into_iter()
-                .map(|member| Member {
-                    member_id: member.member_id,
-                    group_instance_id: member.group_instance_id,
-                    client_id: member.client_id,
-                    client_host: member.client_host,
-                    session_timeout_ms: member.session_timeout_ms,
-                    rebalance_timeout_ms: member.rebalance_timeout_ms,
-                    protocols: vec![(
-                        protocol_name.clone().unwrap_or_default(),
-                        member.subscription,
-                    )],
-                    assignment: member.assignment,
-                    last_heartbeat_ms: now,
-                    awaiting_join: None,
-                    awaiting_sync: None,
-                })
-                .collect();
-            let protocol_type = Some(persisted.protocol_type).filter(|kind| !kind.is_empty());
-            group.restore(
-                persisted.generation_id,
-                protocol_type,
-                protocol_name,
-                persisted.leader,
-                members,
-                now,
-            );
-            groups.insert(group_id, group);
-        }
-        for group_id in offsets.keys() {
-            groups
-                .entry(group_id.clone())
-                .or_insert_with(|| Group::new(group_id, now));
-        }
+    /// Appends a group's metadata record without waiting for the other replicas: this runs under
+    /// the shard's lock, and a lost membership record only costs a rebalance.
+    fn persist_group(&self, broker: &Broker, group: &Group) {
         tracing::info!(
-            groups = groups.len(),
-            partitions = partitions.len(),
-            "consumer groups loaded"
+            group = %group.group_id,
+            generation = group.generation_id,
+            phase = group.phase.kafka_name(),
+            members = group.members.len(),
+            "group changed"
         );
-        Ok(())
+        let value = group_value(&persisted(group));
+        let entries = vec![(group_key(&group.group_id), Some(value))];
+        if let Err(error) = self.runtime.write(
+            &broker.logs,
+            self.partition_of(&group.group_id),
+            entries,
+            now_ms(),
+        ) {
+            tracing::error!(group = %group.group_id, %error, "persisting group metadata failed");
+        }
     }
 
-    fn park(&self, waiter: Waiter) -> u64 {
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        self.waiters.lock().insert(token, waiter);
-        token
-    }
-
-    fn apply_effects(&self, broker: &Broker, group: &Group, effects: Vec<Effect>) {
-        let mut waiters = self.waiters.lock();
+    /// Delivers what the group's state machine decided: answers to parked requests, records.
+    fn apply_effects(
+        &self,
+        broker: &Broker,
+        shard: &mut GroupShard,
+        group_id: &str,
+        effects: Vec<Effect>,
+    ) {
         for effect in effects {
             match effect {
                 Effect::Join { token, outcome } => {
-                    if let Some(Waiter::Join(sender)) = waiters.remove(&token) {
+                    if let Some(Waiter::Join(sender)) = shard.waiters.remove(&token) {
                         let _ = sender.send(outcome);
                     }
                 }
                 Effect::Sync { token, outcome } => {
-                    if let Some(Waiter::Sync(sender)) = waiters.remove(&token) {
+                    if let Some(Waiter::Sync(sender)) = shard.waiters.remove(&token) {
                         let _ = sender.send(outcome);
                     }
                 }
                 Effect::Persist => {
-                    tracing::info!(
-                        group = %group.group_id,
-                        generation = group.generation_id,
-                        phase = group.phase.kafka_name(),
-                        members = group.members.len(),
-                        "group changed"
-                    );
-                    let value = group_value(&persisted(group));
-                    // Not waiting for the other replicas here: this runs under the groups' lock,
-                    // and a lost membership record only costs a rebalance.
-                    if let Err(error) = self.append(
-                        broker,
-                        &group.group_id,
-                        vec![(group_key(&group.group_id), Some(value))],
-                        Replication::Leader,
-                    ) {
-                        tracing::error!(group = %group.group_id, %error, "persisting group metadata failed");
+                    if let Some(group) = shard.groups.get(group_id) {
+                        self.persist_group(broker, group);
                     }
                 }
             }
         }
     }
 
-    /// Appends records to the group's partition of `__consumer_offsets`, waiting for the
-    /// in-sync replicas when asked to. Never call with [`Replication::InSync`] while holding a
-    /// lock that request handlers take: the wait needs the reactor to make progress.
-    fn append(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-        replication: Replication,
-    ) -> Result<(), BrokerError> {
-        let partition_index = partition_for_group(group_id, self.settings.offsets_partitions);
-        let Some(partition) = broker.logs.partition(OFFSETS_TOPIC, partition_index) else {
-            return Err(BrokerError::Config(format!(
-                "{OFFSETS_TOPIC} partition {partition_index} is not hosted here"
-            )));
-        };
-        let now = now_ms();
-        let new_records: Vec<NewRecord> = entries
-            .into_iter()
-            .map(|(key, value)| NewRecord {
-                timestamp_ms: now,
-                key: Some(key),
-                value,
-                headers: Vec::new(),
-            })
-            .collect();
-        let batch = build_batch(0, &new_records, &BatchOptions::default())
-            .map_err(|error| BrokerError::Config(error.to_string()))?;
-        let mut bytes = BytesMut::from(&batch[..]);
-        let outcome = partition.append(&mut bytes, now)?;
-        // Like Kafka's coordinator, write with acks=all: a commit answered before the other
-        // in-sync replicas have it could be lost if this broker failed.
-        let end = outcome.last_offset + 1;
-        if replication == Replication::InSync && partition.high_watermark() < end {
-            crate::cluster::block_on(partition.wait_replicated(end, REPLICATION_TIMEOUT)).map_err(
-                |error| {
-                    BrokerError::Config(format!("{OFFSETS_TOPIC} write not replicated: {error:?}"))
-                },
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Runs `work` on the group, creating it when absent or dead.
+    /// Runs `work` on the group, creating it when absent or dead, and applies its effects.
     fn with_group<T>(
         &self,
         broker: &Broker,
+        shard: &mut GroupShard,
         group_id: &str,
         work: impl FnOnce(&mut Group, i64) -> (T, Vec<Effect>),
     ) -> T {
         let now = now_ms();
-        let mut groups = self.groups.lock();
-        let group = groups
+        let group = shard
+            .groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, now));
         if group.phase == GroupPhase::Dead {
             *group = Group::new(group_id, now);
         }
         let (result, effects) = work(group, now);
-        self.apply_effects(broker, group, effects);
+        self.apply_effects(broker, shard, group_id, effects);
         result
+    }
+
+    /// A new token for a parked request.
+    fn next_token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
     }
 
     /// JoinGroup: answered now or once the rebalance completes.
@@ -444,15 +262,18 @@ impl GroupCoordinator {
         request: JoinRequest,
     ) -> oneshot::Receiver<JoinOutcome> {
         let (sender, receiver) = oneshot::channel();
-        let token = self.park(Waiter::Join(sender));
+        let token = self.next_token();
         let limits = self.settings.limits;
-        let immediate = self.with_group(broker, group_id, |group, now| {
+        let shard = self.serving_shard(group_id);
+        let mut shard = shard.lock();
+        shard.waiters.insert(token, Waiter::Join(sender));
+        let immediate = self.with_group(broker, &mut shard, group_id, |group, now| {
             group.join(request, token, &limits, now, |prefix| {
                 format!("{prefix}-{}", uuid::Uuid::new_v4())
             })
         });
         if let Some(outcome) = immediate {
-            if let Some(Waiter::Join(sender)) = self.waiters.lock().remove(&token) {
+            if let Some(Waiter::Join(sender)) = shard.waiters.remove(&token) {
                 let _ = sender.send(outcome);
             }
         }
@@ -473,8 +294,11 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
     ) -> oneshot::Receiver<SyncOutcome> {
         let (sender, receiver) = oneshot::channel();
-        let token = self.park(Waiter::Sync(sender));
-        let immediate = self.with_group(broker, group_id, |group, now| {
+        let token = self.next_token();
+        let shard = self.serving_shard(group_id);
+        let mut shard = shard.lock();
+        shard.waiters.insert(token, Waiter::Sync(sender));
+        let immediate = self.with_group(broker, &mut shard, group_id, |group, now| {
             group.sync(
                 member_id,
                 group_instance_id,
@@ -487,7 +311,7 @@ impl GroupCoordinator {
             )
         });
         if let Some(outcome) = immediate {
-            if let Some(Waiter::Sync(sender)) = self.waiters.lock().remove(&token) {
+            if let Some(Waiter::Sync(sender)) = shard.waiters.remove(&token) {
                 let _ = sender.send(outcome);
             }
         }
@@ -503,10 +327,14 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<(), GroupError> {
-        if !self.groups.lock().contains_key(group_id) {
+        let Some(shard) = self.shard_of(group_id) else {
+            return Err(GroupError::UnknownMemberId);
+        };
+        let mut shard = shard.lock();
+        if !shard.groups.contains_key(group_id) {
             return Err(GroupError::UnknownMemberId);
         }
-        self.with_group(broker, group_id, |group, now| {
+        self.with_group(broker, &mut shard, group_id, |group, now| {
             (
                 group.heartbeat(member_id, group_instance_id, generation_id, now),
                 Vec::new(),
@@ -523,7 +351,9 @@ impl GroupCoordinator {
     ) -> Vec<Result<(), GroupError>> {
         tracing::info!(group = %group_id, members = ?members, "members leaving");
         let limits = self.settings.limits;
-        self.with_group(broker, group_id, |group, now| {
+        let shard = self.serving_shard(group_id);
+        let mut shard = shard.lock();
+        self.with_group(broker, &mut shard, group_id, |group, now| {
             let mut results = Vec::new();
             let mut effects = Vec::new();
             for (member_id, instance_id) in members {
@@ -536,45 +366,48 @@ impl GroupCoordinator {
     }
 
     /// Advances every group's clock and expires offsets of long-empty groups.
-    pub fn tick(&self, broker: &Broker) {
+    pub async fn tick(&self, broker: &Broker) {
         let now = now_ms();
         let limits = self.settings.limits;
         let mut expired_groups = Vec::new();
-        {
-            let mut groups = self.groups.lock();
-            for group in groups.values_mut() {
+        for (_, shard) in self.runtime.shards() {
+            let mut shard = shard.lock();
+            let group_ids: Vec<String> = shard.groups.keys().cloned().collect();
+            for group_id in group_ids {
+                let Some(group) = shard.groups.get_mut(&group_id) else {
+                    continue;
+                };
                 let effects = group.tick(&limits, now);
+                let expired = group.offsets_expired(self.settings.offsets_retention_ms, now);
                 if !effects.is_empty() {
-                    self.apply_effects(broker, group, effects);
+                    self.apply_effects(broker, &mut shard, &group_id, effects);
                 }
-                if group.offsets_expired(self.settings.offsets_retention_ms, now) {
-                    expired_groups.push(group.group_id.clone());
+                let has_offsets = shard
+                    .offsets
+                    .get(&group_id)
+                    .is_some_and(|offsets| !offsets.is_empty());
+                if expired && has_offsets {
+                    expired_groups.push(group_id);
                 }
             }
-        }
-        for group in self.consumer_groups.lock().values_mut() {
-            let expired = group.tick(&self.settings.consumer_limits, now);
-            if !expired.is_empty() {
-                tracing::info!(group = %group.group_id, members = ?expired, "consumer group members expired");
+            for group in shard.consumer_groups.values_mut() {
+                let expired = group.tick(&self.settings.consumer_limits, now);
+                if !expired.is_empty() {
+                    tracing::info!(group = %group.group_id, members = ?expired, "consumer group members expired");
+                }
             }
         }
         for group_id in expired_groups {
-            let has_offsets = self
-                .offsets
-                .lock()
-                .get(&group_id)
-                .is_some_and(|offsets| !offsets.is_empty());
-            if has_offsets {
-                tracing::info!(group = %group_id, "offsets expired after offsets.retention.minutes");
-                if let Err(error) = self.remove_group(broker, &group_id) {
-                    tracing::error!(group = %group_id, %error, "expiring offsets failed");
-                }
+            tracing::info!(group = %group_id, "offsets expired after offsets.retention.minutes");
+            if let Err(error) = self.remove_group(broker, &group_id).await {
+                tracing::error!(group = %group_id, %error, "expiring offsets failed");
             }
         }
     }
 
-    /// Checks an OffsetCommit's member, then stores the offsets durably (page cache) and in memory.
-    pub fn commit(
+    /// Checks an OffsetCommit's member, then stores the offsets: written to the group's
+    /// partition, replicated to the in-sync replicas, then visible to OffsetFetch.
+    pub async fn commit(
         &self,
         broker: &Broker,
         group_id: &str,
@@ -583,45 +416,56 @@ impl GroupCoordinator {
         generation_id: i32,
         commits: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), GroupError> {
-        let consumer_verdict = self
-            .consumer_groups
-            .lock()
-            .get(group_id)
-            .map(|group| group.check_commit(member_id, generation_id));
-        match consumer_verdict {
-            Some(Err(ConsumerGroupError::StaleMemberEpoch)) => {
-                return Err(GroupError::StaleMemberEpoch)
+        let shard = self.serving_shard(group_id);
+        let written = {
+            let mut locked = shard.lock();
+            let consumer_verdict = locked
+                .consumer_groups
+                .get(group_id)
+                .map(|group| group.check_commit(member_id, generation_id));
+            match consumer_verdict {
+                Some(Err(ConsumerGroupError::StaleMemberEpoch)) => {
+                    return Err(GroupError::StaleMemberEpoch)
+                }
+                Some(Err(ConsumerGroupError::FencedMemberEpoch)) => {
+                    return Err(GroupError::FencedMemberEpoch)
+                }
+                Some(Err(_)) => return Err(GroupError::UnknownMemberId),
+                Some(Ok(())) => {}
+                None => self.with_group(broker, &mut locked, group_id, |group, now| {
+                    (
+                        group.check_commit(member_id, group_instance_id, generation_id, now),
+                        Vec::new(),
+                    )
+                })?,
             }
-            Some(Err(ConsumerGroupError::FencedMemberEpoch)) => {
-                return Err(GroupError::FencedMemberEpoch)
+            if commits.is_empty() {
+                return Ok(());
             }
-            Some(Err(_)) => return Err(GroupError::UnknownMemberId),
-            Some(Ok(())) => {}
-            None => self.with_group(broker, group_id, |group, now| {
-                (
-                    group.check_commit(member_id, group_instance_id, generation_id, now),
-                    Vec::new(),
-                )
-            })?,
-        }
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let entries = commits
-            .iter()
-            .map(|(topic, partition, committed)| {
-                (
-                    offset_key(group_id, topic, *partition),
-                    Some(offset_value(committed)),
-                )
-            })
-            .collect();
-        if let Err(error) = self.append(broker, group_id, entries, Replication::InSync) {
+            let entries = commits
+                .iter()
+                .map(|(topic, partition, committed)| {
+                    (
+                        offset_key(group_id, topic, *partition),
+                        Some(offset_value(committed)),
+                    )
+                })
+                .collect();
+            self.runtime
+                .write(&broker.logs, self.partition_of(group_id), entries, now_ms())
+        };
+        // Like Kafka's coordinator, write with acks=all: a commit answered before the other
+        // in-sync replicas have it could be lost if this broker failed.
+        let replicated = match written {
+            Ok(written) => written.replicated(REPLICATION_TIMEOUT).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = replicated {
             tracing::error!(group = %group_id, %error, "storing committed offsets failed");
             return Err(GroupError::CoordinatorNotAvailable);
         }
-        let mut offsets = self.offsets.lock();
-        let group_offsets = offsets.entry(group_id.to_string()).or_default();
+        let mut locked = shard.lock();
+        let group_offsets = locked.offsets.entry(group_id.to_string()).or_default();
         for (topic, partition, committed) in commits {
             group_offsets.insert((topic, partition), committed);
         }
@@ -635,19 +479,6 @@ impl GroupCoordinator {
         group_id: &str,
         request: HeartbeatRequest,
     ) -> HeartbeatOutcome {
-        let classic_in_use = self
-            .groups
-            .lock()
-            .get(group_id)
-            .is_some_and(|group| !group.members.is_empty());
-        if classic_in_use {
-            return HeartbeatOutcome {
-                error: Some(ConsumerGroupError::NotAConsumerGroup),
-                member_id: request.member_id,
-                member_epoch: request.member_epoch,
-                assignment: None,
-            };
-        }
         let image = broker.metadata.image();
         let topics: TopicsMetadata = image
             .topics
@@ -659,8 +490,22 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        let mut groups = self.consumer_groups.lock();
-        let group = groups
+        let shard = self.serving_shard(group_id);
+        let mut shard = shard.lock();
+        let classic_in_use = shard
+            .groups
+            .get(group_id)
+            .is_some_and(|group| !group.members.is_empty());
+        if classic_in_use {
+            return HeartbeatOutcome {
+                error: Some(ConsumerGroupError::NotAConsumerGroup),
+                member_id: request.member_id,
+                member_epoch: request.member_epoch,
+                assignment: None,
+            };
+        }
+        let group = shard
+            .consumer_groups
             .entry(group_id.to_string())
             .or_insert_with(|| ConsumerGroup::new(group_id));
         let epoch_before = group.group_epoch;
@@ -673,53 +518,60 @@ impl GroupCoordinator {
 
     /// A KIP-848 group's state, for ConsumerGroupDescribe.
     pub fn describe_consumer_group(&self, group_id: &str) -> Option<ConsumerGroup> {
-        self.consumer_groups.lock().get(group_id).cloned()
-    }
-
-    /// The committed offsets of a group, all of them or those asked for.
-    pub fn committed(&self, group_id: &str) -> GroupOffsets {
-        self.offsets
+        self.shard_of(group_id)?
             .lock()
+            .consumer_groups
             .get(group_id)
             .cloned()
+    }
+
+    /// The committed offsets of a group.
+    pub fn committed(&self, group_id: &str) -> GroupOffsets {
+        self.shard_of(group_id)
+            .and_then(|shard| shard.lock().offsets.get(group_id).cloned())
             .unwrap_or_default()
     }
 
     /// Every group: (group id, protocol type, state name, group type "classic" or "consumer").
     pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
-        let mut listed: Vec<(String, String, &'static str, &'static str)> = self
-            .groups
-            .lock()
-            .values()
-            .filter(|group| group.phase != GroupPhase::Dead)
-            .map(|group| {
+        let mut listed = Vec::new();
+        for (_, shard) in self.runtime.shards() {
+            let shard = shard.lock();
+            listed.extend(
+                shard
+                    .groups
+                    .values()
+                    .filter(|group| group.phase != GroupPhase::Dead)
+                    .filter(|group| {
+                        !(shard.consumer_groups.contains_key(&group.group_id)
+                            && group.phase == GroupPhase::Empty)
+                    })
+                    .map(|group| {
+                        (
+                            group.group_id.clone(),
+                            group.protocol_type.clone().unwrap_or_default(),
+                            group.phase.kafka_name(),
+                            "classic",
+                        )
+                    }),
+            );
+            listed.extend(shard.consumer_groups.values().map(|group| {
                 (
                     group.group_id.clone(),
-                    group.protocol_type.clone().unwrap_or_default(),
-                    group.phase.kafka_name(),
-                    "classic",
+                    "consumer".to_string(),
+                    group.state_name(),
+                    "consumer",
                 )
-            })
-            .collect();
-        let consumer_groups = self.consumer_groups.lock();
-        listed.retain(|(group_id, _, state, _)| {
-            !(consumer_groups.contains_key(group_id) && *state == "Empty")
-        });
-        listed.extend(consumer_groups.values().map(|group| {
-            (
-                group.group_id.clone(),
-                "consumer".to_string(),
-                group.state_name(),
-                "consumer",
-            )
-        }));
+            }));
+        }
         listed
     }
 
     /// A group's description; `None` if unknown.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        let groups = self.groups.lock();
-        let group = groups.get(group_id)?;
+        let shard = self.shard_of(group_id)?;
+        let shard = shard.lock();
+        let group = shard.groups.get(group_id)?;
         Some(GroupDescription {
             phase: group.phase,
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -729,10 +581,13 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only empty groups; writes tombstones for the group and its offsets.
-    pub fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), GroupError> {
+    pub async fn delete(&self, broker: &Broker, group_id: &str) -> Result<(), GroupError> {
         {
-            let groups = self.groups.lock();
-            match groups.get(group_id) {
+            let Some(shard) = self.shard_of(group_id) else {
+                return Err(GroupError::GroupIdNotFound);
+            };
+            let shard = shard.lock();
+            match shard.groups.get(group_id) {
                 None => return Err(GroupError::GroupIdNotFound),
                 Some(group) if group.phase == GroupPhase::Dead => {
                     return Err(GroupError::GroupIdNotFound)
@@ -743,54 +598,62 @@ impl GroupCoordinator {
                 Some(_) => {}
             }
         }
-        self.remove_group(broker, group_id).map_err(|error| {
+        self.remove_group(broker, group_id).await.map_err(|error| {
             tracing::error!(group = %group_id, %error, "deleting group failed");
             GroupError::CoordinatorNotAvailable
         })
     }
 
-    fn remove_group(&self, broker: &Broker, group_id: &str) -> Result<(), BrokerError> {
-        let offsets = self
-            .offsets
-            .lock()
-            .get(group_id)
-            .cloned()
-            .unwrap_or_default();
-        let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = offsets
-            .keys()
-            .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None))
-            .collect();
-        entries.push((group_key(group_id), None));
-        self.append(broker, group_id, entries, Replication::InSync)?;
-        self.offsets.lock().remove(group_id);
-        let now = now_ms();
-        let mut groups = self.groups.lock();
-        if let Some(group) = groups.get_mut(group_id) {
-            let effects = group.delete(now);
-            self.apply_effects(broker, group, effects);
+    /// Writes tombstones for a group and its offsets, waits for the in-sync replicas, then
+    /// forgets the group.
+    async fn remove_group(&self, broker: &Broker, group_id: &str) -> Result<(), BrokerError> {
+        let shard = self.serving_shard(group_id);
+        let written = {
+            let shard = shard.lock();
+            let mut entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = shard
+                .offsets
+                .get(group_id)
+                .into_iter()
+                .flat_map(|offsets| offsets.keys())
+                .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None))
+                .collect();
+            entries.push((group_key(group_id), None));
+            self.runtime
+                .write(&broker.logs, self.partition_of(group_id), entries, now_ms())?
+        };
+        written.replicated(REPLICATION_TIMEOUT).await?;
+        let mut shard = shard.lock();
+        shard.offsets.remove(group_id);
+        if let Some(group) = shard.groups.get_mut(group_id) {
+            let effects = group.delete(now_ms());
+            self.apply_effects(broker, &mut shard, group_id, effects);
         }
-        groups.remove(group_id);
+        shard.groups.remove(group_id);
         tracing::info!(group = %group_id, "group deleted");
         Ok(())
     }
 
     /// OffsetDelete: removes committed offsets of partitions the group does not subscribe to.
-    pub fn delete_offsets(
+    pub async fn delete_offsets(
         &self,
         broker: &Broker,
         group_id: &str,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        let subscribed: Vec<String> = {
-            let groups = self.groups.lock();
-            let Some(group) = groups
+        let Some(shard) = self.shard_of(group_id) else {
+            return Err(GroupError::GroupIdNotFound);
+        };
+        let (results, written) = {
+            let locked = shard.lock();
+            let Some(group) = locked
+                .groups
                 .get(group_id)
                 .filter(|group| group.phase != GroupPhase::Dead)
             else {
                 return Err(GroupError::GroupIdNotFound);
             };
             let protocol = group.protocol_name.clone().unwrap_or_default();
-            group
+            let subscribed: Vec<String> = group
                 .members
                 .values()
                 .flat_map(|member| {
@@ -801,27 +664,40 @@ impl GroupCoordinator {
                         .map(|(_, metadata)| metadata.clone());
                     subscribed_topics(metadata.unwrap_or_default())
                 })
-                .collect()
-        };
-        let mut results = Vec::new();
-        let mut tombstones = Vec::new();
-        for (topic, partition) in partitions {
-            if subscribed.contains(topic) {
-                results.push(Err(GroupError::GroupSubscribedToTopic));
-            } else {
-                tombstones.push((offset_key(group_id, topic, *partition), None));
-                results.push(Ok(()));
+                .collect();
+            let mut results = Vec::new();
+            let mut tombstones = Vec::new();
+            for (topic, partition) in partitions {
+                if subscribed.contains(topic) {
+                    results.push(Err(GroupError::GroupSubscribedToTopic));
+                } else {
+                    tombstones.push((offset_key(group_id, topic, *partition), None));
+                    results.push(Ok(()));
+                }
             }
-        }
-        if !tombstones.is_empty() {
-            self.append(broker, group_id, tombstones, Replication::InSync)
+            if tombstones.is_empty() {
+                return Ok(results);
+            }
+            let written = self
+                .runtime
+                .write(
+                    &broker.logs,
+                    self.partition_of(group_id),
+                    tombstones,
+                    now_ms(),
+                )
                 .map_err(|_| GroupError::CoordinatorNotAvailable)?;
-            let mut offsets = self.offsets.lock();
-            if let Some(group_offsets) = offsets.get_mut(group_id) {
-                for ((topic, partition), result) in partitions.iter().zip(&results) {
-                    if result.is_ok() {
-                        group_offsets.remove(&(topic.clone(), *partition));
-                    }
+            (results, written)
+        };
+        written
+            .replicated(REPLICATION_TIMEOUT)
+            .await
+            .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+        let mut locked = shard.lock();
+        if let Some(group_offsets) = locked.offsets.get_mut(group_id) {
+            for ((topic, partition), result) in partitions.iter().zip(&results) {
+                if result.is_ok() {
+                    group_offsets.remove(&(topic.clone(), *partition));
                 }
             }
         }

@@ -2,12 +2,15 @@
 //!
 //! - [`state`]: one classic group's membership as a pure state machine.
 //! - [`consumer_group`]: one KIP-848 consumer group, also pure, with its assignors.
-//! - [`coordinator`]: the shell that locks, parks requests, persists and replays.
+//! - [`coordinator`]: the shell that parks requests, feeds the groups the clock and persists
+//!   them, on the [`crate::coordinator_runtime`].
+//! - [`shard`]: the groups of one `__consumer_offsets` partition, and their replay.
 //! - [`records`]: Kafka's key and value formats of `__consumer_offsets`.
 
 pub mod consumer_group;
 pub mod coordinator;
 pub mod records;
+pub mod shard;
 pub mod state;
 
 pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};

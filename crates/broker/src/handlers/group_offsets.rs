@@ -18,7 +18,7 @@ use cauce_protocol::kafka::messages::{
 };
 use cauce_protocol::ResponseError;
 
-use super::groups::group_refusal;
+use super::groups::{group_refusal, offsets_topic_ready};
 use super::{text, Context, Reply};
 use crate::errors::group_error_code;
 use crate::group::records::CommittedOffset;
@@ -28,7 +28,15 @@ use crate::group::GroupCoordinator;
 const BATCHED_OFFSET_FETCH_VERSION: i16 = 8;
 
 pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
-    context.respond_blocking(move |context| {
+    Reply::Later(Box::pin(async move {
+        let response = commit_offsets(&context, request).await;
+        context.respond(&response)
+    }))
+}
+
+/// OffsetCommit's answer, once the commit is replicated (or refused).
+async fn commit_offsets(context: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    {
         let broker = &context.broker;
         let image = broker.metadata.image();
         let now = crate::now_ms();
@@ -64,7 +72,7 @@ pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
         }
         let group_verdict = if request.group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
-        } else if let Err(error) = broker.groups.ensure_offsets_topic(broker) {
+        } else if let Err(error) = offsets_topic_ready(broker).await {
             tracing::warn!(%error, "__consumer_offsets is not available");
             Err(ResponseError::CoordinatorNotAvailable)
         } else if let Some(error) = group_refusal(broker, &request.group_id) {
@@ -80,6 +88,7 @@ pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
                     request.generation_id_or_member_epoch,
                     commits,
                 )
+                .await
                 .map_err(group_error_code)
         };
         let topics = request
@@ -105,7 +114,7 @@ pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
             })
             .collect();
         OffsetCommitResponse::default().with_topics(topics)
-    })
+    }
 }
 
 /// A topic with each asked partition's committed offset, if any.
@@ -228,7 +237,15 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
 }
 
 pub fn offset_delete(context: Context, request: OffsetDeleteRequest) -> Reply {
-    context.respond_blocking(move |context| {
+    Reply::Later(Box::pin(async move {
+        let response = delete_offsets(&context, request).await;
+        context.respond(&response)
+    }))
+}
+
+/// OffsetDelete's answer, once the tombstones are replicated (or refused).
+async fn delete_offsets(context: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    {
         if let Some(error) = group_refusal(&context.broker, &request.group_id) {
             return OffsetDeleteResponse::default().with_error_code(error.code());
         }
@@ -242,11 +259,12 @@ pub fn offset_delete(context: Context, request: OffsetDeleteRequest) -> Reply {
                     .map(move |partition| (topic.name.to_string(), partition.partition_index))
             })
             .collect();
-        let results = match context.broker.groups.delete_offsets(
-            &context.broker,
-            &request.group_id,
-            &partitions,
-        ) {
+        let results = match context
+            .broker
+            .groups
+            .delete_offsets(&context.broker, &request.group_id, &partitions)
+            .await
+        {
             Ok(results) => results,
             Err(error) => {
                 return OffsetDeleteResponse::default()
@@ -277,5 +295,5 @@ pub fn offset_delete(context: Context, request: OffsetDeleteRequest) -> Reply {
             })
             .collect();
         OffsetDeleteResponse::default().with_topics(topics)
-    })
+    }
 }

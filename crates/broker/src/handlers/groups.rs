@@ -1,6 +1,8 @@
 //! FindCoordinator and the classic group membership APIs: JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups.
 
+use std::sync::Arc;
+
 use cauce_protocol::kafka::messages::describe_groups_response::{
     DescribedGroup, DescribedGroupMember,
 };
@@ -21,7 +23,7 @@ use super::{text, Context, Reply};
 use crate::errors::group_error_code;
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::group::state::JoinRequest;
-use crate::Broker;
+use crate::{Broker, BrokerError};
 
 /// FindCoordinator key type of consumer groups; 1 is transactions.
 const GROUP_KEY_TYPE: i8 = 0;
@@ -59,6 +61,18 @@ pub fn group_refusal(broker: &Broker, group_id: &str) -> Option<ResponseError> {
             ResponseError::NotCoordinator
         })
     }
+}
+
+/// Creates `__consumer_offsets` if it does not exist yet, off the reactor (it writes metadata
+/// and replays partitions).
+pub async fn offsets_topic_ready(broker: &Arc<Broker>) -> Result<(), BrokerError> {
+    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || broker.groups.ensure_offsets_topic(&broker))
+        .await
+        .map_err(|error| BrokerError::Config(format!("creating {OFFSETS_TOPIC} failed: {error}")))?
 }
 
 pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Reply {
@@ -173,13 +187,7 @@ pub fn join_group(context: Context, request: JoinGroupRequest) -> Reply {
         require_known_member_id: context.version >= KNOWN_MEMBER_ID_VERSION,
     };
     Reply::Later(Box::pin(async move {
-        let broker = context.broker.clone();
-        let ready = tokio::task::spawn_blocking(move || {
-            broker.groups.ensure_offsets_topic(&broker).is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if !ready {
+        if offsets_topic_ready(&context.broker).await.is_err() {
             return refuse(
                 &context,
                 ResponseError::CoordinatorNotAvailable,
@@ -416,24 +424,24 @@ pub fn describe_groups(context: Context, request: DescribeGroupsRequest) -> Repl
 }
 
 pub fn delete_groups(context: Context, request: DeleteGroupsRequest) -> Reply {
-    context.respond_blocking(move |context| {
-        let results = request
-            .groups_names
-            .iter()
-            .map(|group_id| {
-                let result = match group_refusal(&context.broker, group_id) {
-                    Some(error) => Err(error),
-                    None => context
-                        .broker
-                        .groups
-                        .delete(&context.broker, group_id)
-                        .map_err(group_error_code),
-                };
+    Reply::Later(Box::pin(async move {
+        let mut results = Vec::new();
+        for group_id in &request.groups_names {
+            let result = match group_refusal(&context.broker, group_id) {
+                Some(error) => Err(error),
+                None => context
+                    .broker
+                    .groups
+                    .delete(&context.broker, group_id)
+                    .await
+                    .map_err(group_error_code),
+            };
+            results.push(
                 delete_groups_response::DeletableGroupResult::default()
                     .with_group_id(group_id.clone())
-                    .with_error_code(result.err().map_or(0, |error| error.code()))
-            })
-            .collect();
-        DeleteGroupsResponse::default().with_results(results)
-    })
+                    .with_error_code(result.err().map_or(0, |error| error.code())),
+            );
+        }
+        context.respond(&DeleteGroupsResponse::default().with_results(results))
+    }))
 }

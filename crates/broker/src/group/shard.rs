@@ -1,0 +1,115 @@
+//! What the group coordinator keeps for one `__consumer_offsets` partition, and how it is rebuilt
+//! from the partition's records.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::sync::oneshot;
+
+use super::consumer_group::ConsumerGroup;
+use super::records::{
+    decode_group_value, decode_key, decode_offset_value, CommittedOffset, OffsetsKey,
+    PersistedGroup,
+};
+use super::state::{Group, JoinOutcome, Member, SyncOutcome};
+use crate::coordinator_runtime::CoordinatorShard;
+
+/// Offsets of one group by (topic, partition).
+pub type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// A parked request's way back to its connection.
+pub enum Waiter {
+    /// A JoinGroup waiting for the rebalance.
+    Join(oneshot::Sender<JoinOutcome>),
+    /// A SyncGroup waiting for the leader.
+    Sync(oneshot::Sender<SyncOutcome>),
+}
+
+/// The groups of one `__consumer_offsets` partition.
+#[derive(Default)]
+pub struct GroupShard {
+    /// Classic groups by id.
+    pub groups: HashMap<String, Group>,
+    /// KIP-848 consumer groups by id.
+    pub consumer_groups: HashMap<String, ConsumerGroup>,
+    /// Committed offsets by group id.
+    pub offsets: HashMap<String, GroupOffsets>,
+    /// Parked JoinGroup and SyncGroup requests of these groups, by token.
+    pub waiters: HashMap<u64, Waiter>,
+    /// Group metadata records met while loading (the last one of each group wins); turned
+    /// into groups once the whole partition has been read.
+    replayed_groups: HashMap<String, Option<PersistedGroup>>,
+}
+
+impl CoordinatorShard for GroupShard {
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) {
+        match decode_key(key) {
+            Some(OffsetsKey::Offset {
+                group,
+                topic,
+                partition,
+            }) => {
+                let entry = self.offsets.entry(group).or_default();
+                match value.and_then(decode_offset_value) {
+                    Some(committed) => entry.insert((topic, partition), committed),
+                    None => entry.remove(&(topic, partition)),
+                };
+            }
+            Some(OffsetsKey::Group { group }) => {
+                self.replayed_groups
+                    .insert(group, value.and_then(decode_group_value));
+            }
+            None => {}
+        }
+    }
+
+    fn finish_loading(&mut self, now_ms: i64) {
+        self.offsets
+            .retain(|_, group_offsets| !group_offsets.is_empty());
+        for (group_id, persisted) in std::mem::take(&mut self.replayed_groups) {
+            let Some(persisted) = persisted else { continue };
+            self.groups
+                .insert(group_id.clone(), restored(&group_id, persisted, now_ms));
+        }
+        for group_id in self.offsets.keys() {
+            self.groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id, now_ms));
+        }
+    }
+}
+
+/// A classic group as its last metadata record left it, every member given a fresh session.
+fn restored(group_id: &str, persisted: PersistedGroup, now_ms: i64) -> Group {
+    let mut group = Group::new(group_id, now_ms);
+    let protocol_name = persisted.protocol_name.clone();
+    let members = persisted
+        .members
+        .into_iter()
+        .map(|member| Member {
+            member_id: member.member_id,
+            group_instance_id: member.group_instance_id,
+            client_id: member.client_id,
+            client_host: member.client_host,
+            session_timeout_ms: member.session_timeout_ms,
+            rebalance_timeout_ms: member.rebalance_timeout_ms,
+            protocols: vec![(
+                protocol_name.clone().unwrap_or_default(),
+                member.subscription,
+            )],
+            assignment: member.assignment,
+            last_heartbeat_ms: now_ms,
+            awaiting_join: None,
+            awaiting_sync: None,
+        })
+        .collect();
+    let protocol_type = Some(persisted.protocol_type).filter(|kind| !kind.is_empty());
+    group.restore(
+        persisted.generation_id,
+        protocol_type,
+        protocol_name,
+        persisted.leader,
+        members,
+        now_ms,
+    );
+    group
+}
