@@ -11,7 +11,9 @@
 //! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
 //! - [`coordinator_runtime`]: what every coordinator runs on: an internal topic's partitions as
 //!   shards with a lock each, loaded when led, written to and replicated.
-//! - [`metrics`]: request and traffic counters, and the Prometheus listener (`metrics.listen`).
+//! - [`metrics`]: request and traffic series in a Prometheus recorder, scrape-time values, and
+//!   the `/metrics` endpoint (`metrics.listen`).
+//! - [`http`]: the HTTP stack (axum) every endpoint is served with.
 //! - [`shutdown`]: the signal that stops listeners and connections.
 //! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
 
@@ -24,6 +26,7 @@ pub mod errors;
 pub mod group;
 pub mod handlers;
 pub mod high_watermarks;
+pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod partition;

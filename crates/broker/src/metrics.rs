@@ -25,15 +25,22 @@
 //! [`Partition`]: crate::partition::Partition
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
 use cauce_protocol::kafka::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use ::metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
+use metrics_exporter_prometheus::{
+    formatting, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 use crate::Broker;
@@ -47,10 +54,6 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 16] = [
 const API_KEY_SLOTS: usize = 128;
 /// The content type of Prometheus' text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
-/// Largest HTTP request head read; a scraper sends a few hundred bytes.
-const MAX_REQUEST_HEAD_BYTES: usize = 8 * 1024;
-/// How long a scraper gets to send its request.
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Produce and Fetch traffic of one partition, kept on the partition itself.
 #[derive(Debug, Default)]
@@ -85,60 +88,6 @@ impl PartitionTraffic {
     }
 }
 
-/// A latency histogram over [`LATENCY_BUCKETS_SECONDS`], updated with relaxed atomics.
-struct Histogram {
-    /// Observations.
-    count: AtomicU64,
-    /// Total of the observations, in nanoseconds.
-    sum_nanos: AtomicU64,
-    /// Observations per bucket (not cumulative; the last slot is above the largest bound).
-    buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
-}
-
-impl Histogram {
-    fn new() -> Histogram {
-        Histogram {
-            count: AtomicU64::new(0),
-            sum_nanos: AtomicU64::new(0),
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    fn record(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS_SECONDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            elapsed.as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
-        let cumulative_buckets = self
-            .buckets
-            .iter()
-            .take(LATENCY_BUCKETS_SECONDS.len())
-            .map(|bucket| {
-                cumulative += bucket.load(Ordering::Relaxed);
-                cumulative
-            })
-            .collect();
-        // Buckets and count are read at slightly different moments; `+Inf` must still be the
-        // largest.
-        HistogramSnapshot {
-            count: self.count.load(Ordering::Relaxed).max(cumulative),
-            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            cumulative_buckets,
-        }
-    }
-}
-
 /// How long one answered request spent, in total and in its two waits.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestTiming {
@@ -151,39 +100,95 @@ pub struct RequestTiming {
     pub waited: Duration,
 }
 
-/// The request timings of one API.
-struct ApiLatency {
-    /// Whole request latency; its count is the number of requests answered.
+/// Where the series below say they come from (the recorder wants one; nothing filters on it).
+static SERIES_METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// The series of one API, registered on its first request.
+struct ApiSeries {
+    /// `requests_total{api}`.
+    requests: Counter,
+    /// `request_duration_seconds{api}`: see [`RequestTiming::total`].
     duration: Histogram,
-    /// See [`RequestTiming::queued`].
+    /// `request_queue_seconds{api}`: see [`RequestTiming::queued`].
     queue: Histogram,
-    /// See [`RequestTiming::waited`].
+    /// `request_wait_seconds{api}`: see [`RequestTiming::waited`].
     wait: Histogram,
 }
 
-impl ApiLatency {
-    fn new() -> ApiLatency {
-        ApiLatency {
-            duration: Histogram::new(),
-            queue: Histogram::new(),
-            wait: Histogram::new(),
+impl ApiSeries {
+    /// Registers the series of the API in `slot` with `recorder`.
+    fn register(recorder: &PrometheusRecorder, slot: usize) -> ApiSeries {
+        let api = ApiKey::try_from(slot as i16)
+            .map_or_else(|_| slot.to_string(), |key| format!("{key:?}"));
+        let key = |name: &'static str| Key::from_parts(name, vec![Label::new("api", api.clone())]);
+        ApiSeries {
+            requests: recorder.register_counter(&key(REQUESTS_TOTAL), &SERIES_METADATA),
+            duration: recorder.register_histogram(&key(REQUEST_DURATION), &SERIES_METADATA),
+            queue: recorder.register_histogram(&key(REQUEST_QUEUE), &SERIES_METADATA),
+            wait: recorder.register_histogram(&key(REQUEST_WAIT), &SERIES_METADATA),
         }
     }
 }
 
-/// The broker-wide counters the request path updates.
+/// Family names of the series the recorder holds.
+const REQUESTS_TOTAL: &str = "cauce_requests_total";
+const REQUEST_DURATION: &str = "cauce_request_duration_seconds";
+const REQUEST_QUEUE: &str = "cauce_request_queue_seconds";
+const REQUEST_WAIT: &str = "cauce_request_wait_seconds";
+const ACTIVE_CONNECTIONS: &str = "cauce_active_connections";
+
+/// The broker-wide series the request path updates, held by a Prometheus recorder of the
+/// broker's own (not the process-global one, so that brokers in one test process stay apart).
 pub struct BrokerMetrics {
-    /// Indexed by API key.
-    apis: Box<[ApiLatency]>,
-    /// Kafka connections open now.
-    active_connections: AtomicI64,
+    /// Stores the series and aggregates histogram samples into buckets when rendering.
+    recorder: PrometheusRecorder,
+    /// The recorder's read side: renders, and drains histogram samples between scrapes.
+    handle: PrometheusHandle,
+    /// Indexed by API key; a slot is filled on its API's first request, so unused APIs are not
+    /// exported and the request path never looks a series up by name.
+    apis: Box<[OnceLock<ApiSeries>]>,
+    /// `active_connections`: Kafka connections open now.
+    active_connections: Gauge,
 }
 
 impl Default for BrokerMetrics {
     fn default() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS_SECONDS)
+            .expect("the latency buckets are not empty")
+            .build_recorder();
+        let descriptions = [
+            (REQUESTS_TOTAL, "Requests answered, per API."),
+            (
+                REQUEST_DURATION,
+                "Time from a request being parsed to its response being written, per API.",
+            ),
+            (
+                REQUEST_QUEUE,
+                "Time from a request being parsed to its turn to be answered, per API.",
+            ),
+            (
+                REQUEST_WAIT,
+                "Time a request's deferred answer (fsync, long poll) was waited for, per API.",
+            ),
+            (ACTIVE_CONNECTIONS, "Kafka client connections open now."),
+        ];
+        for (name, help) in descriptions {
+            // The recorder keeps one description per family, whatever its kind.
+            recorder.describe_gauge(
+                KeyName::from_const_str(name),
+                None,
+                SharedString::const_str(help),
+            );
+        }
+        let active_connections =
+            recorder.register_gauge(&Key::from_name(ACTIVE_CONNECTIONS), &SERIES_METADATA);
         BrokerMetrics {
-            apis: (0..API_KEY_SLOTS).map(|_| ApiLatency::new()).collect(),
-            active_connections: AtomicI64::new(0),
+            handle: recorder.handle(),
+            recorder,
+            apis: (0..API_KEY_SLOTS).map(|_| OnceLock::new()).collect(),
+            active_connections,
         }
     }
 }
@@ -191,42 +196,30 @@ impl Default for BrokerMetrics {
 impl BrokerMetrics {
     /// Counts one answered request of `api_key`.
     pub fn record_request(&self, api_key: i16, timing: RequestTiming) {
-        let Some(api) = usize::try_from(api_key)
+        let Some((slot, series)) = usize::try_from(api_key)
             .ok()
-            .and_then(|slot| self.apis.get(slot))
+            .and_then(|slot| Some((slot, self.apis.get(slot)?)))
         else {
             return;
         };
-        api.queue.record(timing.queued);
-        api.wait.record(timing.waited);
-        api.duration.record(timing.total);
+        let api = series.get_or_init(|| ApiSeries::register(&self.recorder, slot));
+        api.requests.increment(1);
+        api.queue.record(timing.queued.as_secs_f64());
+        api.wait.record(timing.waited.as_secs_f64());
+        api.duration.record(timing.total.as_secs_f64());
     }
 
     /// Counts a connection as open until the returned guard drops.
     pub fn connection_opened(&self) -> OpenConnection<'_> {
-        self.active_connections.fetch_add(1, Ordering::Relaxed);
+        self.active_connections.increment(1.0);
         OpenConnection { metrics: self }
     }
 
-    /// Every API that has answered a request, by name.
-    fn api_snapshots(&self) -> Vec<ApiSnapshot> {
-        self.apis
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, api)| {
-                if api.duration.count.load(Ordering::Relaxed) == 0 {
-                    return None;
-                }
-                let name = ApiKey::try_from(slot as i16)
-                    .map_or_else(|_| slot.to_string(), |key| format!("{key:?}"));
-                Some(ApiSnapshot {
-                    api: name,
-                    duration: api.duration.snapshot(),
-                    queue: api.queue.snapshot(),
-                    wait: api.wait.snapshot(),
-                })
-            })
-            .collect()
+    /// Folds the histogram samples recorded since the last call into their buckets. The
+    /// recorder keeps samples until then, so this must run now and then even when nothing
+    /// scrapes; takes the recorder's lock, so call it off the reactor.
+    pub fn fold_samples(&self) {
+        self.handle.run_upkeep();
     }
 }
 
@@ -238,34 +231,8 @@ pub struct OpenConnection<'a> {
 
 impl Drop for OpenConnection<'_> {
     fn drop(&mut self) {
-        self.metrics
-            .active_connections
-            .fetch_sub(1, Ordering::Relaxed);
+        self.metrics.active_connections.decrement(1.0);
     }
-}
-
-/// One histogram at scrape time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
-    /// Observations.
-    pub count: u64,
-    /// Total of the observations, in seconds.
-    pub sum_seconds: f64,
-    /// Observations at or below each bound of [`LATENCY_BUCKETS_SECONDS`].
-    pub cumulative_buckets: Vec<u64>,
-}
-
-/// One API's request timings at scrape time.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiSnapshot {
-    /// The API's name, as `kafka-protocol` spells it (`Produce`, `Fetch`, ...).
-    pub api: String,
-    /// Whole request latency; its count is the number of requests answered.
-    pub duration: HistogramSnapshot,
-    /// Time spent behind the connection's earlier requests.
-    pub queue: HistogramSnapshot,
-    /// Time spent waiting on a deferred answer.
-    pub wait: HistogramSnapshot,
 }
 
 /// One partition's log at scrape time.
@@ -296,15 +263,13 @@ pub struct GroupLagSnapshot {
     pub lag: i64,
 }
 
-/// Everything one scrape reports.
+/// The values one scrape reads from partitions, groups and the metadata image. They are
+/// rendered straight from this snapshot rather than kept in the recorder, so that a deleted
+/// topic or group leaves the output with the scrape after its deletion.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
     /// Per topic: (bytes in, records in, bytes out).
     pub topic_traffic: BTreeMap<String, (u64, u64, u64)>,
-    /// Per API that has been used.
-    pub apis: Vec<ApiSnapshot>,
-    /// Kafka connections open now.
-    pub active_connections: i64,
     /// Per hosted partition.
     pub partitions: Vec<PartitionLogSnapshot>,
     /// Per group and committed partition.
@@ -313,13 +278,10 @@ pub struct Snapshot {
     pub under_replicated_partitions: u64,
 }
 
-/// Reads every metric; takes each partition's log lock briefly, so call it off the reactor.
+/// Reads every scrape-time value; takes each partition's log lock briefly, so call it off the
+/// reactor.
 pub fn collect(broker: &Broker) -> Snapshot {
-    let mut snapshot = Snapshot {
-        apis: broker.metrics.api_snapshots(),
-        active_connections: broker.metrics.active_connections.load(Ordering::Relaxed),
-        ..Snapshot::default()
-    };
+    let mut snapshot = Snapshot::default();
     // Kafka counts a partition where its leader is: the ones led here whose ISR lacks a replica.
     let node_id = broker.config.node_id;
     snapshot.under_replicated_partitions = broker
@@ -380,335 +342,192 @@ pub fn collect(broker: &Broker) -> Snapshot {
     snapshot
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a metric family.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Renders a snapshot in Prometheus' text exposition format (version 0.0.4).
-pub fn render(snapshot: &Snapshot) -> String {
-    let mut out = String::with_capacity(4096);
-
-    header(
-        &mut out,
-        "cauce_topic_bytes_in_total",
-        "counter",
-        "Record-batch bytes accepted by Produce.",
-    );
-    for (topic, (bytes_in, _, _)) in &snapshot.topic_traffic {
-        let _ = writeln!(
-            out,
-            "cauce_topic_bytes_in_total{{topic=\"{}\"}} {bytes_in}",
-            escape(topic)
-        );
-    }
-    header(
-        &mut out,
-        "cauce_topic_records_in_total",
-        "counter",
-        "Records accepted by Produce.",
-    );
-    for (topic, (_, records_in, _)) in &snapshot.topic_traffic {
-        let _ = writeln!(
-            out,
-            "cauce_topic_records_in_total{{topic=\"{}\"}} {records_in}",
-            escape(topic)
-        );
-    }
-    header(
-        &mut out,
-        "cauce_topic_bytes_out_total",
-        "counter",
-        "Record-batch bytes returned by Fetch.",
-    );
-    for (topic, (_, _, bytes_out)) in &snapshot.topic_traffic {
-        let _ = writeln!(
-            out,
-            "cauce_topic_bytes_out_total{{topic=\"{}\"}} {bytes_out}",
-            escape(topic)
-        );
-    }
-
-    header(
-        &mut out,
-        "cauce_requests_total",
-        "counter",
-        "Requests answered, per API.",
-    );
-    for api in &snapshot.apis {
-        let _ = writeln!(
-            out,
-            "cauce_requests_total{{api=\"{}\"}} {}",
-            escape(&api.api),
-            api.duration.count
-        );
-    }
-    let histograms: [(&str, &str, HistogramOf); 3] = [
-        (
-            "cauce_request_duration_seconds",
-            "Time from a request being parsed to its response being written, per API.",
-            |api| &api.duration,
-        ),
-        (
-            "cauce_request_queue_seconds",
-            "Time from a request being parsed to its turn to be answered, per API.",
-            |api| &api.queue,
-        ),
-        (
-            "cauce_request_wait_seconds",
-            "Time a request's deferred answer (fsync, long poll) was waited for, per API.",
-            |api| &api.wait,
-        ),
-    ];
-    for (family, help, histogram_of) in histograms {
-        header(&mut out, family, "histogram", help);
-        for api in &snapshot.apis {
-            render_histogram(&mut out, family, &escape(&api.api), histogram_of(api));
-        }
-    }
-    header(
-        &mut out,
-        "cauce_active_connections",
-        "gauge",
-        "Kafka client connections open now.",
-    );
-    let _ = writeln!(
-        out,
-        "cauce_active_connections {}",
-        snapshot.active_connections
-    );
-
-    header(
-        &mut out,
-        "cauce_log_size_bytes",
-        "gauge",
-        "Bytes in all segments of a partition's log.",
-    );
-    for log in &snapshot.partitions {
-        let _ = writeln!(
-            out,
-            "cauce_log_size_bytes{{{}}} {}",
-            partition_labels(log),
-            log.size_bytes
-        );
-    }
-    header(
-        &mut out,
-        "cauce_log_segments",
-        "gauge",
-        "Segments of a partition's log, the active one included.",
-    );
-    for log in &snapshot.partitions {
-        let _ = writeln!(
-            out,
-            "cauce_log_segments{{{}}} {}",
-            partition_labels(log),
-            log.segments
-        );
-    }
-    header(
-        &mut out,
-        "cauce_log_end_offset",
-        "gauge",
-        "Offset the next record appended to a partition will get.",
-    );
-    for log in &snapshot.partitions {
-        let _ = writeln!(
-            out,
-            "cauce_log_end_offset{{{}}} {}",
-            partition_labels(log),
-            log.log_end_offset
-        );
-    }
-
-    header(
-        &mut out,
-        "cauce_consumer_group_lag",
-        "gauge",
-        "Log end offset minus the group's committed offset.",
-    );
-    for lag in &snapshot.group_lag {
-        let _ = writeln!(
-            out,
-            "cauce_consumer_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
-            escape(&lag.group),
-            escape(&lag.topic),
-            lag.partition,
-            lag.lag
-        );
-    }
-
-    header(
-        &mut out,
-        "cauce_under_replicated_partitions",
-        "gauge",
-        "Partitions with fewer in-sync replicas than replicas.",
-    );
-    let _ = writeln!(
-        out,
-        "cauce_under_replicated_partitions {}",
-        snapshot.under_replicated_partitions
-    );
+/// Renders everything in Prometheus' text exposition format (version 0.0.4): the recorder's
+/// series, then the scrape-time families of `snapshot`. Drains the recorder's histogram
+/// samples, so call it off the reactor.
+pub fn render(metrics: &BrokerMetrics, snapshot: &Snapshot) -> String {
+    let mut out = metrics.handle.render();
+    render_snapshot(&mut out, snapshot);
     out
 }
 
-/// Picks one of an API's histograms.
-type HistogramOf = fn(&ApiSnapshot) -> &HistogramSnapshot;
-
-/// Writes one API's series of a histogram family.
-fn render_histogram(out: &mut String, family: &str, api: &str, histogram: &HistogramSnapshot) {
-    for (bound, cumulative) in LATENCY_BUCKETS_SECONDS
-        .iter()
-        .zip(&histogram.cumulative_buckets)
-    {
-        let _ = writeln!(
-            out,
-            "{family}_bucket{{api=\"{api}\",le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{family}_bucket{{api=\"{api}\",le=\"+Inf\"}} {}",
-        histogram.count
-    );
-    let _ = writeln!(
-        out,
-        "{family}_sum{{api=\"{api}\"}} {}",
-        histogram.sum_seconds
-    );
-    let _ = writeln!(out, "{family}_count{{api=\"{api}\"}} {}", histogram.count);
+/// One scrape-time family: its name, type and help, and one (labels, value) per series.
+struct Family {
+    /// The family's name.
+    name: &'static str,
+    /// `counter` or `gauge`.
+    kind: &'static str,
+    /// Its `# HELP` text.
+    help: &'static str,
+    /// Label pairs already escaped (`topic="orders"`), and the value.
+    series: Vec<(Vec<String>, u64)>,
 }
 
-fn partition_labels(log: &PartitionLogSnapshot) -> String {
-    format!(
-        "topic=\"{}\",partition=\"{}\"",
-        escape(&log.topic),
-        log.partition
-    )
-}
-
-/// Escapes a label value as the text format requires.
-fn escape(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for character in value.chars() {
-        match character {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// Serves `GET /metrics` on `listener` until shutdown; one request per connection.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: Shutdown) {
-    let mut scrapes = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    scrapes.spawn(answer(broker.clone(), stream));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = scrapes.join_next(), if !scrapes.is_empty() => {}
-            _ = shutdown.wait() => break,
-        }
-    }
-    scrapes.abort_all();
-    while scrapes.join_next().await.is_some() {}
-}
-
-/// What an HTTP request line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    /// `GET /metrics`.
-    Metrics,
-    /// Anything else.
-    NotFound,
-}
-
-fn route(request_line: &str) -> Route {
-    let mut parts = request_line.split_ascii_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Route::NotFound;
+/// Writes the scrape-time families with the exporter's own formatting.
+fn render_snapshot(out: &mut String, snapshot: &Snapshot) {
+    let topic_series = |value_of: fn(&(u64, u64, u64)) -> u64| {
+        snapshot
+            .topic_traffic
+            .iter()
+            .map(|(topic, traffic)| (vec![label("topic", topic)], value_of(traffic)))
+            .collect()
     };
-    let path = target.split('?').next().unwrap_or(target);
-    if method == "GET" && path == "/metrics" {
-        Route::Metrics
-    } else {
-        Route::NotFound
+    let partition_series = |value_of: fn(&PartitionLogSnapshot) -> u64| {
+        snapshot
+            .partitions
+            .iter()
+            .map(|log| (partition_labels(log), value_of(log)))
+            .collect()
+    };
+    let families = [
+        Family {
+            name: "cauce_topic_bytes_in_total",
+            kind: "counter",
+            help: "Record-batch bytes accepted by Produce.",
+            series: topic_series(|traffic| traffic.0),
+        },
+        Family {
+            name: "cauce_topic_records_in_total",
+            kind: "counter",
+            help: "Records accepted by Produce.",
+            series: topic_series(|traffic| traffic.1),
+        },
+        Family {
+            name: "cauce_topic_bytes_out_total",
+            kind: "counter",
+            help: "Record-batch bytes returned by Fetch.",
+            series: topic_series(|traffic| traffic.2),
+        },
+        Family {
+            name: "cauce_log_size_bytes",
+            kind: "gauge",
+            help: "Bytes in all segments of a partition's log.",
+            series: partition_series(|log| log.size_bytes),
+        },
+        Family {
+            name: "cauce_log_segments",
+            kind: "gauge",
+            help: "Segments of a partition's log, the active one included.",
+            series: partition_series(|log| log.segments as u64),
+        },
+        Family {
+            name: "cauce_log_end_offset",
+            kind: "gauge",
+            help: "Offset the next record appended to a partition will get.",
+            series: partition_series(|log| log.log_end_offset.max(0) as u64),
+        },
+        Family {
+            name: "cauce_consumer_group_lag",
+            kind: "gauge",
+            help: "Log end offset minus the group's committed offset.",
+            series: snapshot
+                .group_lag
+                .iter()
+                .map(|lag| {
+                    let labels = vec![
+                        label("group", &lag.group),
+                        label("topic", &lag.topic),
+                        label("partition", &lag.partition.to_string()),
+                    ];
+                    (labels, lag.lag.max(0) as u64)
+                })
+                .collect(),
+        },
+        Family {
+            name: "cauce_under_replicated_partitions",
+            kind: "gauge",
+            help: "Partitions with fewer in-sync replicas than replicas.",
+            series: vec![(Vec::new(), snapshot.under_replicated_partitions)],
+        },
+    ];
+    for family in families {
+        formatting::write_help_line(out, family.name, family.help);
+        formatting::write_type_line(out, family.name, family.kind);
+        for (labels, value) in &family.series {
+            formatting::write_metric_line::<&str, u64>(
+                out,
+                family.name,
+                None,
+                labels,
+                None,
+                *value,
+                None,
+            );
+        }
     }
 }
 
-/// Answers one HTTP request and closes the connection.
-async fn answer(broker: Arc<Broker>, mut stream: TcpStream) {
-    let head = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "metrics request unreadable");
-            return;
+/// A `name="value"` label pair, the value escaped as the text format requires.
+fn label(name: &str, value: &str) -> String {
+    format!("{name}=\"{}\"", formatting::sanitize_label_value(value))
+}
+
+fn partition_labels(log: &PartitionLogSnapshot) -> Vec<String> {
+    vec![
+        label("topic", &log.topic),
+        label("partition", &log.partition.to_string()),
+    ]
+}
+
+/// The `/metrics` endpoint: `GET /metrics` answers the rendering `render_metrics` returns
+/// (called on a blocking thread); any other method or path is 404. Every answer closes its
+/// connection, as a scraper expects nothing more on it.
+pub fn router<Render>(render_metrics: Render) -> Router
+where
+    Render: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    let metrics = move |method: Method| async move {
+        if method != Method::GET {
+            return not_found().await;
         }
-        Err(_) => return,
-    };
-    let request_line = head.lines().next().unwrap_or_default();
-    let (status, content_type, body) = match route(request_line) {
-        Route::Metrics => {
-            let rendered = tokio::task::spawn_blocking(move || render(&collect(&broker))).await;
-            match rendered {
-                Ok(body) => ("200 OK", CONTENT_TYPE, body),
-                Err(error) => {
-                    tracing::error!(%error, "rendering metrics failed");
-                    (
-                        "500 Internal Server Error",
-                        "text/plain",
-                        "rendering metrics failed\n".to_string(),
-                    )
-                }
+        match tokio::task::spawn_blocking(render_metrics).await {
+            Ok(body) => answer(StatusCode::OK, CONTENT_TYPE, body),
+            Err(error) => {
+                tracing::error!(%error, "rendering metrics failed");
+                answer(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "rendering metrics failed\n".to_string(),
+                )
             }
         }
-        Route::NotFound => ("404 Not Found", "text/plain", "not found\n".to_string()),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(response.as_bytes()).await.is_ok() {
-        let _ = stream.shutdown().await;
-    }
+    Router::new()
+        .route("/metrics", any(metrics))
+        .fallback(not_found)
 }
 
-/// Reads the request head (up to the blank line), so that closing does not reset the
-/// connection under unread bytes.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..read]);
-        if head.windows(4).any(|window| window == b"\r\n\r\n")
-            || head.windows(2).any(|window| window == b"\n\n")
-            || head.len() >= MAX_REQUEST_HEAD_BYTES
-        {
-            break;
-        }
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
+/// The answer to anything but `GET /metrics`.
+async fn not_found() -> Response {
+    answer(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string())
+}
+
+/// A response that closes its connection once written.
+fn answer(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONNECTION, "close"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves `GET /metrics` on `listener` until shutdown.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: Shutdown) {
+    let render_metrics = move || render(&broker.metrics, &collect(&broker));
+    crate::http::serve(listener, router(render_metrics), shutdown).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample_snapshot() -> Snapshot {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn sample_metrics() -> BrokerMetrics {
         let metrics = BrokerMetrics::default();
         for (total, queued, waited) in [
             (Duration::from_micros(50), Duration::ZERO, Duration::ZERO),
@@ -730,13 +549,14 @@ mod tests {
             };
             metrics.record_request(ApiKey::Produce as i16, timing);
         }
-        let _open = metrics.connection_opened();
+        metrics
+    }
+
+    fn sample_snapshot() -> Snapshot {
         let mut topic_traffic = BTreeMap::new();
         topic_traffic.insert("orders".to_string(), (1200, 30, 600));
         Snapshot {
             topic_traffic,
-            apis: metrics.api_snapshots(),
-            active_connections: metrics.active_connections.load(Ordering::Relaxed),
             partitions: vec![PartitionLogSnapshot {
                 topic: "orders".into(),
                 partition: 0,
@@ -756,7 +576,9 @@ mod tests {
 
     #[test]
     fn text_format_has_typed_families_labels_and_cumulative_buckets() {
-        let text = render(&sample_snapshot());
+        let metrics = sample_metrics();
+        let _open = metrics.connection_opened();
+        let text = render(&metrics, &sample_snapshot());
         for expected in [
             "# TYPE cauce_topic_bytes_in_total counter",
             "cauce_topic_bytes_in_total{topic=\"orders\"} 1200",
@@ -797,10 +619,45 @@ mod tests {
             .unwrap();
         let sum: f64 = sum_line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!((sum - 20.00305).abs() < 1e-9, "{sum_line}");
-        for line in text.lines().filter(|line| !line.starts_with('#')) {
+        // The exporter ends each family with a blank line, which the text format allows.
+        for line in text
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "unparsable sample {line:?}");
         }
+    }
+
+    #[test]
+    fn a_deleted_topic_leaves_the_next_scrape() {
+        let metrics = BrokerMetrics::default();
+        let with_topic = render(&metrics, &sample_snapshot());
+        assert!(with_topic.contains("topic=\"orders\""));
+        let after_deletion = render(&metrics, &Snapshot::default());
+        assert!(!after_deletion.contains("orders"), "{after_deletion}");
+    }
+
+    #[test]
+    fn samples_recorded_between_scrapes_are_counted_once() {
+        let metrics = sample_metrics();
+        metrics.fold_samples();
+        let first = render(&metrics, &Snapshot::default());
+        let second = render(&metrics, &Snapshot::default());
+        for text in [first, second] {
+            assert!(text
+                .lines()
+                .any(|line| line == "cauce_request_duration_seconds_count{api=\"Produce\"} 3"));
+        }
+    }
+
+    /// The gauge's value in a rendering.
+    fn active_connections(metrics: &BrokerMetrics) -> String {
+        let text = render(metrics, &Snapshot::default());
+        text.lines()
+            .find_map(|line| line.strip_prefix("cauce_active_connections "))
+            .unwrap_or_else(|| panic!("no active connections gauge in:\n{text}"))
+            .to_string()
     }
 
     #[test]
@@ -809,18 +666,59 @@ mod tests {
         let first = metrics.connection_opened();
         let second = metrics.connection_opened();
         drop(first);
-        assert_eq!(metrics.active_connections.load(Ordering::Relaxed), 1);
+        assert_eq!(active_connections(&metrics), "1");
         drop(second);
-        assert_eq!(metrics.active_connections.load(Ordering::Relaxed), 0);
+        assert_eq!(active_connections(&metrics), "0");
     }
 
-    #[test]
-    fn only_get_metrics_is_served() {
-        assert_eq!(route("GET /metrics HTTP/1.1"), Route::Metrics);
-        assert_eq!(route("GET /metrics?name[]=x HTTP/1.1"), Route::Metrics);
-        assert_eq!(route("GET /other HTTP/1.1"), Route::NotFound);
-        assert_eq!(route("POST /metrics HTTP/1.1"), Route::NotFound);
-        assert_eq!(route(""), Route::NotFound);
+    /// Sends `request` to `address` and reads the answer until the server closes.
+    async fn http_exchange(address: std::net::SocketAddr, request: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        let read = stream.read_to_string(&mut answer);
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the server closes the connection after answering")
+            .unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn only_get_metrics_is_served() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let server = tokio::spawn(crate::http::serve(
+            listener,
+            router(|| "cauce_active_connections 0\n".to_string()),
+            shutdown,
+        ));
+        for (request_line, status_line) in [
+            ("GET /metrics", "HTTP/1.1 200 OK"),
+            ("GET /metrics?name[]=x", "HTTP/1.1 200 OK"),
+            ("GET /other", "HTTP/1.1 404 Not Found"),
+            ("POST /metrics", "HTTP/1.1 404 Not Found"),
+            ("GET /", "HTTP/1.1 404 Not Found"),
+        ] {
+            let request = format!("{request_line} HTTP/1.1\r\nHost: test\r\n\r\n");
+            let answer = http_exchange(address, &request).await;
+            assert!(
+                answer.starts_with(&format!("{status_line}\r\n")),
+                "{request_line}: {answer}"
+            );
+            let head = answer.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+            assert!(head.contains("connection: close"), "{answer}");
+            if status_line.ends_with("200 OK") {
+                assert!(head.contains(&format!("content-type: {CONTENT_TYPE}")), "{answer}");
+                assert!(answer.ends_with("\r\n\r\ncauce_active_connections 0\n"));
+            }
+        }
+        trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the listener stops on shutdown")
+            .unwrap();
     }
 
     #[test]
@@ -833,6 +731,7 @@ mod tests {
         };
         metrics.record_request(-1, timing);
         metrics.record_request(i16::MAX, timing);
-        assert!(metrics.api_snapshots().is_empty());
+        let text = render(&metrics, &Snapshot::default());
+        assert!(!text.contains("api="), "{text}");
     }
 }

@@ -23,6 +23,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How often group sessions and rebalance deadlines are checked.
 const GROUP_TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the request histograms' samples are folded into their buckets, which bounds the
+/// samples held between scrapes (or when nothing scrapes).
+const METRICS_FOLD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A started broker, listening but not yet accepting.
 pub struct Server {
@@ -250,6 +253,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
         broker.config.retention_check_interval_ms,
     ));
     let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    let mut metrics_fold = tokio::time::interval(METRICS_FOLD_INTERVAL);
     let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
     let mut checkpoint = tokio::time::interval(Duration::from_millis(
         broker.config.replica_high_watermark_checkpoint_interval_ms,
@@ -269,6 +273,10 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
                 }
             }
             _ = group_tick.tick() => broker.groups.tick(&broker).await,
+            _ = metrics_fold.tick() => {
+                let broker = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || broker.metrics.fold_samples()).await;
+            }
             _ = checkpoint.tick() => {
                 let broker = broker.clone();
                 let written = tokio::task::spawn_blocking(move || broker.logs.checkpoint_high_watermarks()).await;

@@ -17,8 +17,9 @@ pub fn quorum_frames(bytes: &[u8]) {
             .expect("a current-thread runtime")
     });
     runtime.block_on(async {
-        let mut reader = bytes;
-        while let Ok(Some(frame)) = crate::quorum::wire::read_frame(&mut reader).await {
+        let codec = crate::quorum::wire::FrameCodec::default();
+        let mut frames = tokio_util::codec::FramedRead::new(bytes, codec);
+        while let Ok(Some(frame)) = crate::quorum::wire::read_frame(&mut frames).await {
             assert!(frame.body.len() <= bytes.len());
         }
     });

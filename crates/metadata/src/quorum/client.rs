@@ -23,10 +23,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
 
 use super::activity::ReplicaActivity;
 use super::types::{MetadataRaft, NodeId, RaftError, RpcError, Snapshot, SnapshotError, Vote};
-use super::wire::{read_frame, write_frame, Frame, FrameKind, FullSnapshotRequest};
+use super::wire::{read_frame, write_frame, Frame, FrameCodec, FrameKind, FullSnapshotRequest};
 
 /// Idle application connections kept per address; more concurrent calls open more.
 const MAX_IDLE_APP_CONNECTIONS: usize = 8;
@@ -63,8 +64,8 @@ pub(crate) enum CallError {
 
 /// A connection to a peer's quorum listener, carrying one request at a time.
 struct Connection {
-    /// The socket.
-    stream: TcpStream,
+    /// The socket, framed by the quorum's codec.
+    frames: Framed<TcpStream, FrameCodec>,
 }
 
 impl Connection {
@@ -79,22 +80,25 @@ impl Connection {
             .map_err(|_| unreachable(io::Error::from(io::ErrorKind::TimedOut)))?
             .map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
-        Ok(Connection { stream })
+        Ok(Connection {
+            frames: Framed::new(stream, FrameCodec::default()),
+        })
     }
 
     /// Sends a request and reads its reply.
     async fn round_trip(&mut self, kind: FrameKind, body: &[u8]) -> io::Result<Frame> {
-        write_frame(&mut self.stream, kind, body).await?;
-        read_frame(&mut self.stream)
+        write_frame(&mut self.frames, kind, body).await?;
+        read_frame(&mut self.frames)
             .await?
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))
     }
 
     /// Whether an idle connection still looks usable: a closed one reads as ready (end of
-    /// stream), and an idle one should never have anything to read.
+    /// stream), and an idle one should never have anything to read, buffered or not.
     fn is_idle_and_open(&self) -> bool {
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+        self.frames.read_buffer().is_empty()
+            && matches!(self.frames.get_ref().try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
     }
 }
 

@@ -13,10 +13,13 @@ use parking_lot::RwLock;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
 
 use super::shutdown::ShutdownListener;
 use super::types::{MetadataRaft, NodeId, Raft, Snapshot};
-use super::wire::{invalid_data, read_frame, write_frame, Frame, FrameKind, FullSnapshotRequest};
+use super::wire::{
+    invalid_data, read_frame, write_frame, Frame, FrameCodec, FrameKind, FullSnapshotRequest,
+};
 use super::AppHandler;
 
 /// How long to pause accepting after an accept error (such as running out of descriptors).
@@ -69,7 +72,7 @@ pub(crate) async fn serve(
 
 /// Serves one connection until the peer closes it, it breaks, or shutdown.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     context: Arc<ServerContext>,
     mut shutdown: ShutdownListener,
 ) {
@@ -77,8 +80,9 @@ async fn serve_connection(
         tracing::debug!(%error, "quorum connection lost");
         return;
     }
+    let mut frames = Framed::new(stream, FrameCodec::default());
     let result = tokio::select! {
-        result = answer_requests(&mut stream, &context) => result,
+        result = answer_requests(&mut frames, &context) => result,
         _ = shutdown.stopped() => Ok(()),
     };
     if let Err(error) = result {
@@ -87,10 +91,13 @@ async fn serve_connection(
 }
 
 /// Reads requests and writes their answers, in order, until the peer closes the connection.
-async fn answer_requests(stream: &mut TcpStream, context: &ServerContext) -> io::Result<()> {
-    while let Some(request) = read_frame(stream).await? {
+async fn answer_requests(
+    frames: &mut Framed<TcpStream, FrameCodec>,
+    context: &ServerContext,
+) -> io::Result<()> {
+    while let Some(request) = read_frame(frames).await? {
         let (kind, body) = answer(context, request).await?;
-        write_frame(stream, kind, &body).await?;
+        write_frame(frames, kind, &body).await?;
     }
     Ok(())
 }

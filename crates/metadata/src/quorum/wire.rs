@@ -1,15 +1,22 @@
-//! The quorum's wire format: length-prefixed frames of a kind byte and a body.
+//! The quorum's wire format: length-prefixed frames of a kind byte and a body, cut and written
+//! by [`FrameCodec`] over `tokio_util`'s `Framed`.
 //!
 //! A frame is `length: u32 (big endian, counts what follows) | kind: u8 | body`. Raft messages
 //! have JSON bodies; application messages carry the caller's bytes untouched. A connection
 //! carries one request at a time: the client writes a request frame and reads one reply frame
 //! (`Reply`, or `Failure` with a UTF-8 reason). Anything malformed closes the connection.
+//!
+//! The codec hands a frame's body out in chunks rather than whole, so that [`read_frame`] can
+//! charge each chunk to the process's frame memory (waiting when it is spent) before the next
+//! one is read: a peer announcing a large frame holds only what it really sent.
 
 use std::io;
 
+use bytes::{Buf, BufMut, BytesMut};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::codec::{Decoder, Encoder};
 
 use super::types::{ImageSnapshot, SnapshotMeta, Vote};
 
@@ -22,10 +29,13 @@ pub(crate) const MAX_FRAME_BYTES: u32 = 256 << 20;
 /// sending it slowly holds only what it really sent.
 const FRAME_MEMORY_BYTES: usize = 1 << 30;
 
-/// Bytes charged (and read) at a time.
+/// Bytes charged (and decoded) at a time.
 const FRAME_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Once a frame's length has been read, the rest must arrive within this long: a peer cannot
+/// Bytes before a frame's body: the length and the kind byte.
+const FRAME_HEAD_BYTES: usize = 5;
+
+/// Once a frame's head has been read, the rest must arrive within this long: a peer cannot
 /// hold a connection and its share of [`FRAME_MEMORY_BYTES`] by trickling bytes.
 pub(crate) const FRAME_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -75,7 +85,7 @@ impl FrameKind {
     }
 }
 
-/// One message on the wire.
+/// One message on the wire, as [`read_frame`] returns it.
 #[derive(Debug)]
 pub(crate) struct Frame {
     /// What the body is.
@@ -86,93 +96,196 @@ pub(crate) struct Frame {
     pub _charged: Option<SemaphorePermit<'static>>,
 }
 
-/// The body of a [`FrameKind::FullSnapshot`] request.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct FullSnapshotRequest {
-    /// The sending leader's vote, which the receiver checks before installing.
-    pub vote: Vote,
-    /// What the snapshot covers.
-    pub meta: SnapshotMeta,
-    /// The image.
-    pub snapshot: ImageSnapshot,
+/// A frame to write: borrowed, since the encoder copies it into the write buffer anyway.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutgoingFrame<'body> {
+    /// What the body is.
+    pub kind: FrameKind,
+    /// The message itself.
+    pub body: &'body [u8],
 }
 
-/// Reads one frame; `None` when the peer closed the connection between frames.
-pub(crate) async fn read_frame<R>(reader: &mut R) -> io::Result<Option<Frame>>
+/// What [`FrameCodec`] decodes: a frame's head, then its body in chunks.
+#[derive(Debug)]
+pub(crate) enum FramePiece {
+    /// A frame starts; `body_length` bytes of body follow, in [`FramePiece::Chunk`]s.
+    Head {
+        /// What the body is.
+        kind: FrameKind,
+        /// Bytes of body still to come.
+        body_length: usize,
+    },
+    /// The next bytes of the body: [`FRAME_CHUNK_BYTES`], or what is left if less.
+    Chunk(BytesMut),
+}
+
+/// Where the decoder is within the current frame.
+#[derive(Debug, Clone, Copy, Default)]
+enum DecodeState {
+    /// Between frames: the next bytes are a head.
+    #[default]
+    Head,
+    /// Inside a body with this many bytes still to come.
+    Body {
+        /// Bytes of body not yet handed out.
+        remaining: usize,
+    },
+}
+
+/// The quorum's frame codec: checks a head's length against [`MAX_FRAME_BYTES`] and its kind
+/// before any of the body is read, and never reserves more buffer than one chunk.
+#[derive(Debug, Default)]
+pub(crate) struct FrameCodec {
+    /// Where the decoder is within the current frame.
+    state: DecodeState,
+}
+
+impl Decoder for FrameCodec {
+    type Item = FramePiece;
+    type Error = io::Error;
+
+    fn decode(&mut self, source: &mut BytesMut) -> io::Result<Option<FramePiece>> {
+        match self.state {
+            DecodeState::Head => {
+                if source.len() < 4 {
+                    return Ok(None);
+                }
+                let length = u32::from_be_bytes([source[0], source[1], source[2], source[3]]);
+                if length == 0 || length > MAX_FRAME_BYTES {
+                    return Err(invalid_data(format!(
+                        "frame of {length} bytes, expected 1 to {MAX_FRAME_BYTES}"
+                    )));
+                }
+                if source.len() < FRAME_HEAD_BYTES {
+                    return Ok(None);
+                }
+                let kind_byte = source[4];
+                let kind = FrameKind::from_byte(kind_byte)
+                    .ok_or_else(|| invalid_data(format!("unknown frame kind {kind_byte}")))?;
+                source.advance(FRAME_HEAD_BYTES);
+                let body_length = length as usize - 1;
+                if body_length > 0 {
+                    self.state = DecodeState::Body {
+                        remaining: body_length,
+                    };
+                }
+                Ok(Some(FramePiece::Head { kind, body_length }))
+            }
+            DecodeState::Body { remaining } => {
+                let wanted = remaining.min(FRAME_CHUNK_BYTES);
+                if source.len() < wanted {
+                    source.reserve(wanted - source.len());
+                    return Ok(None);
+                }
+                let chunk = source.split_to(wanted);
+                self.state = match remaining - wanted {
+                    0 => DecodeState::Head,
+                    remaining => DecodeState::Body { remaining },
+                };
+                Ok(Some(FramePiece::Chunk(chunk)))
+            }
+        }
+    }
+}
+
+impl Encoder<OutgoingFrame<'_>> for FrameCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, frame: OutgoingFrame<'_>, destination: &mut BytesMut) -> io::Result<()> {
+        let length = u32::try_from(frame.body.len() + 1)
+            .ok()
+            .filter(|length| *length <= MAX_FRAME_BYTES)
+            .ok_or_else(|| {
+                invalid_data(format!(
+                    "frame body of {} bytes is too large",
+                    frame.body.len()
+                ))
+            })?;
+        destination.reserve(FRAME_HEAD_BYTES + frame.body.len());
+        destination.put_u32(length);
+        destination.put_u8(frame.kind.to_byte());
+        destination.put_slice(frame.body);
+        Ok(())
+    }
+}
+
+/// Reads one frame from a [`FrameCodec`] stream; `None` when the peer closed the connection
+/// between frames.
+pub(crate) async fn read_frame<Pieces>(pieces: &mut Pieces) -> io::Result<Option<Frame>>
 where
-    R: AsyncRead + Unpin,
+    Pieces: Stream<Item = io::Result<FramePiece>> + Unpin,
 {
-    let mut length_bytes = [0u8; 4];
-    match reader.read_exact(&mut length_bytes).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error),
-    }
-    let length = u32::from_be_bytes(length_bytes);
-    if length == 0 || length > MAX_FRAME_BYTES {
-        return Err(invalid_data(format!(
-            "frame of {length} bytes, expected 1 to {MAX_FRAME_BYTES}"
-        )));
-    }
-    let body = read_body(reader, length as usize);
+    let (kind, body_length) = match pieces.next().await.transpose()? {
+        None => return Ok(None),
+        Some(FramePiece::Head { kind, body_length }) => (kind, body_length),
+        Some(FramePiece::Chunk(_)) => {
+            return Err(invalid_data("a body chunk outside a frame".to_string()))
+        }
+    };
+    let body = read_body(pieces, body_length);
     match tokio::time::timeout(FRAME_READ_TIMEOUT, body).await {
-        Ok(frame) => frame.map(Some),
+        Ok(body) => body.map(|(body, charged)| {
+            Some(Frame {
+                kind,
+                body,
+                _charged: charged,
+            })
+        }),
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("frame of {length} bytes not received within {FRAME_READ_TIMEOUT:?}"),
+            format!(
+                "frame of {} bytes not received within {FRAME_READ_TIMEOUT:?}",
+                body_length + 1
+            ),
         )),
     }
 }
 
-/// The kind byte and the body of a frame of `length` bytes, charged to the process's frame
-/// memory as they arrive.
-async fn read_body<R>(reader: &mut R, length: usize) -> io::Result<Frame>
+/// A body of `body_length` bytes, each chunk charged to the process's frame memory before it
+/// is asked for.
+async fn read_body<Pieces>(
+    pieces: &mut Pieces,
+    body_length: usize,
+) -> io::Result<(Vec<u8>, Option<SemaphorePermit<'static>>)>
 where
-    R: AsyncRead + Unpin,
+    Pieces: Stream<Item = io::Result<FramePiece>> + Unpin,
 {
-    let kind_byte = reader.read_u8().await?;
-    let kind = FrameKind::from_byte(kind_byte)
-        .ok_or_else(|| invalid_data(format!("unknown frame kind {kind_byte}")))?;
-    let body_length = length - 1;
     let mut body = Vec::new();
     let mut charged: Option<SemaphorePermit<'static>> = None;
     while body.len() < body_length {
-        let chunk = (body_length - body.len()).min(FRAME_CHUNK_BYTES);
+        let chunk_length = (body_length - body.len()).min(FRAME_CHUNK_BYTES);
         let permit = FRAME_MEMORY
-            .acquire_many(chunk as u32)
+            .acquire_many(chunk_length as u32)
             .await
             .map_err(|_| io::Error::other("frame memory closed"))?;
         match &mut charged {
             Some(held) => held.merge(permit),
             None => charged = Some(permit),
         }
-        let read = reader.take(chunk as u64).read_to_end(&mut body).await?;
-        if read < chunk {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        match pieces.next().await.transpose()? {
+            Some(FramePiece::Chunk(chunk)) => {
+                debug_assert_eq!(chunk.len(), chunk_length, "the codec cuts chunks alike");
+                body.extend_from_slice(&chunk);
+            }
+            Some(FramePiece::Head { .. }) => {
+                return Err(invalid_data("a frame head inside a body".to_string()))
+            }
+            None => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
         }
     }
-    Ok(Frame {
-        kind,
-        body,
-        _charged: charged,
-    })
+    Ok((body, charged))
 }
 
-/// Writes one frame with a single write, so it does not wait on Nagle's algorithm.
-pub(crate) async fn write_frame<W>(writer: &mut W, kind: FrameKind, body: &[u8]) -> io::Result<()>
+/// Writes one frame and flushes it, so it does not wait in the write buffer.
+pub(crate) async fn write_frame<Frames>(
+    frames: &mut Frames,
+    kind: FrameKind,
+    body: &[u8],
+) -> io::Result<()>
 where
-    W: AsyncWrite + Unpin,
+    Frames: for<'body> Sink<OutgoingFrame<'body>, Error = io::Error> + Unpin,
 {
-    let length = u32::try_from(body.len() + 1)
-        .ok()
-        .filter(|length| *length <= MAX_FRAME_BYTES)
-        .ok_or_else(|| invalid_data(format!("frame body of {} bytes is too large", body.len())))?;
-    let mut frame = Vec::with_capacity(body.len() + 5);
-    frame.extend_from_slice(&length.to_be_bytes());
-    frame.push(kind.to_byte());
-    frame.extend_from_slice(body);
-    writer.write_all(&frame).await?;
-    writer.flush().await
+    frames.send(OutgoingFrame { kind, body }).await
 }
 
 /// An `InvalidData` error with `message`.
@@ -184,22 +297,38 @@ pub(crate) fn invalid_data(message: String) -> io::Error {
 mod tests {
     use super::*;
 
+    use tokio_util::codec::{FramedRead, FramedWrite};
+
+    /// Frames read from `bytes` as a peer's socket would deliver them.
+    fn frames_of(bytes: &[u8]) -> FramedRead<&[u8], FrameCodec> {
+        FramedRead::new(bytes, FrameCodec::default())
+    }
+
     #[tokio::test]
     async fn frames_round_trip() {
-        let mut buffer = Vec::new();
-        write_frame(&mut buffer, FrameKind::App, b"hello")
+        let mut writer = FramedWrite::new(Vec::new(), FrameCodec::default());
+        let large_body = vec![9u8; 3 * FRAME_CHUNK_BYTES + 7];
+        write_frame(&mut writer, FrameKind::App, b"hello")
             .await
             .unwrap();
-        write_frame(&mut buffer, FrameKind::Reply, b"")
+        write_frame(&mut writer, FrameKind::Reply, b"")
             .await
             .unwrap();
-        let mut reader = buffer.as_slice();
+        write_frame(&mut writer, FrameKind::Vote, &large_body)
+            .await
+            .unwrap();
+        let buffer = writer.into_inner();
+        assert_eq!(&buffer[..10], &[0, 0, 0, 6, 4, b'h', b'e', b'l', b'l', b'o']);
+        let mut reader = frames_of(&buffer);
         let first = read_frame(&mut reader).await.unwrap().unwrap();
         assert_eq!(first.kind, FrameKind::App);
         assert_eq!(first.body, b"hello");
         let second = read_frame(&mut reader).await.unwrap().unwrap();
         assert_eq!(second.kind, FrameKind::Reply);
         assert!(second.body.is_empty());
+        let third = read_frame(&mut reader).await.unwrap().unwrap();
+        assert_eq!(third.kind, FrameKind::Vote);
+        assert_eq!(third.body, large_body);
         assert!(read_frame(&mut reader).await.unwrap().is_none());
     }
 
@@ -210,7 +339,7 @@ mod tests {
         let truncated = [0, 0, 0, 9, 4, 1, 2];
         let empty = [0, 0, 0, 0];
         for bytes in [&too_large[..], &unknown_kind, &truncated, &empty] {
-            let mut reader = bytes;
+            let mut reader = frames_of(bytes);
             assert!(read_frame(&mut reader).await.is_err(), "{bytes:?}");
         }
     }
@@ -220,7 +349,7 @@ mod tests {
         let mut bytes = (200u32 << 20).to_be_bytes().to_vec();
         bytes.push(4); // App
         bytes.extend([7u8; 100_000]);
-        let mut reader = bytes.as_slice();
+        let mut reader = frames_of(&bytes);
         assert!(read_frame(&mut reader).await.is_err());
         // Every byte charged for the partial body was given back.
         assert_eq!(FRAME_MEMORY.available_permits(), FRAME_MEMORY_BYTES);
