@@ -1,4 +1,7 @@
 //! Topic configuration keys: Kafka's names, defaults, broker-level synonyms and validation.
+//!
+//! Each key is one entry of [`TOPIC_CONFIGS`]; validation, the broker's reading of its
+//! broker-level default, DescribeConfigs and `config/cauce.toml` are all derived from it.
 
 use std::collections::BTreeMap;
 

@@ -31,11 +31,6 @@ pub fn at_least<T: FromStr + PartialOrd>(
     }
 }
 
-/// Any text, kept as it is.
-pub fn text(value: &str) -> Result<String, Expected> {
-    Ok(value.to_string())
-}
-
 /// Any text, without surrounding spaces.
 pub fn trimmed_text(value: &str) -> Result<String, Expected> {
     Ok(value.trim().to_string())
