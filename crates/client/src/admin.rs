@@ -166,7 +166,9 @@ impl Client {
             .with_timeout_ms(self.timeout_ms())
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(name))
-                .with_count(total)]);
+                .with_count(total)
+                // No explicit assignment: the controller places the new partitions.
+                .with_assignments(None)]);
         let response = self
             .call_with(Route::Controller, &request, |response| {
                 let codes = response.results.iter();
