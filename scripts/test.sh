@@ -11,6 +11,13 @@ if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null
     cargo install --locked cargo-nextest
 fi
 
+if ! command -v cargo-machete >/dev/null; then
+    cargo install --locked cargo-machete
+fi
+# A declared dependency that no code uses fails the run (the dependency rules themselves are
+# the test crates/integration-tests/tests/00_architecture.rs).
+cargo machete
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -1,7 +1,8 @@
 //! The Cauce broker: a Kafka-compatible server over the Kafka wire protocol.
 //!
 //! Layout:
-//! - [`config`]: the one configuration struct, read from TOML with Kafka's key names.
+//! - [`config`]: the one configuration struct, read from TOML with Kafka's key names; each key
+//!   is one entry of a table, from which parsing, DescribeConfigs and `config/cauce.toml` come.
 //! - [`server`]: starts everything, accepts connections, runs background tasks, shuts down.
 //! - [`connection`]: one client connection: frames in, handlers in order, responses out.
 //! - [`handlers`]: one module per API area; each decodes its request and encodes its response.

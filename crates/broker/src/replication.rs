@@ -13,21 +13,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::BytesMut;
+use cauce_client::{ClientError, ClientOptions, Connection};
 use cauce_metadata::MetadataImage;
 use cauce_protocol::kafka::messages::fetch_request::{FetchPartition, FetchTopic};
 use cauce_protocol::kafka::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use cauce_protocol::kafka::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, RequestHeader, ResponseHeader, TopicName,
+    BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, TopicName,
 };
-use cauce_protocol::kafka::protocol::{Decodable, Encodable, StrBytes};
-use cauce_protocol::schema;
+use cauce_protocol::kafka::protocol::StrBytes;
 use cauce_protocol::ResponseError;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::partition::Partition;
@@ -148,7 +146,7 @@ async fn fetch_from(
 ) {
     // The epoch each partition was last reconciled with the leader at.
     let mut reconciled: HashMap<(String, i32), i32> = HashMap::new();
-    let mut connection: Option<PeerConnection> = None;
+    let mut connection: Option<Connection> = None;
     loop {
         let followed = partitions.borrow_and_update().clone();
         if followed.is_empty() {
@@ -158,12 +156,13 @@ async fn fetch_from(
             let peer = match connection.as_mut() {
                 Some(peer) => peer,
                 None => connection.insert(
-                    PeerConnection::connect(
+                    connect_to_leader(
                         &address,
                         broker.config.node_id,
                         broker.config.socket_request_max_bytes,
                     )
-                    .await?,
+                    .await
+                    .map_err(|error| error.to_string())?,
                 ),
             };
             reconcile(peer, &broker, &followed, &mut reconciled).await?;
@@ -187,7 +186,7 @@ async fn fetch_from(
 /// Cuts back every partition not yet reconciled at its current epoch to where the leader says
 /// its latest local epoch ends.
 async fn reconcile(
-    peer: &mut PeerConnection,
+    peer: &mut Connection,
     broker: &Broker,
     followed: &[Followed],
     reconciled: &mut HashMap<(String, i32), i32>,
@@ -238,13 +237,9 @@ async fn reconcile(
                 .collect(),
         );
     let response: OffsetForLeaderEpochResponse = peer
-        .call(
-            ApiKey::OffsetForLeaderEpoch,
-            OFFSET_FOR_LEADER_EPOCH_VERSION,
-            &request,
-            REQUEST_TIMEOUT,
-        )
-        .await?;
+        .call_version_within(OFFSET_FOR_LEADER_EPOCH_VERSION, &request, REQUEST_TIMEOUT)
+        .await
+        .map_err(|error| error.to_string())?;
     for topic in &response.topics {
         for answer in &topic.partitions {
             let Some(each) = asked.iter().find(|each| {
@@ -277,7 +272,7 @@ async fn reconcile(
 
 /// One replica fetch for every followed partition that is reconciled; appends what comes.
 async fn fetch_once(
-    peer: &mut PeerConnection,
+    peer: &mut Connection,
     broker: &Broker,
     followed: &[Followed],
 ) -> Result<(), String> {
@@ -313,8 +308,9 @@ async fn fetch_once(
         );
     let timeout = REQUEST_TIMEOUT + Duration::from_millis(wait as u64);
     let response: FetchResponse = peer
-        .call(ApiKey::Fetch, FETCH_VERSION, &request, timeout)
-        .await?;
+        .call_version_within(FETCH_VERSION, &request, timeout)
+        .await
+        .map_err(|error| error.to_string())?;
     if response.error_code != 0 {
         return Err(format!("fetch refused with error {}", response.error_code));
     }
@@ -358,99 +354,22 @@ async fn fetch_once(
     Ok(())
 }
 
-/// A Kafka protocol connection from this broker to another one.
-struct PeerConnection {
-    /// The socket.
-    stream: TcpStream,
-    /// The next request's correlation id.
-    correlation_id: i32,
-    /// Sent as the client id, for the other broker's logs.
-    client_id: StrBytes,
-    /// The largest response frame accepted (`socket.request.max.bytes`): the other broker is
-    /// a peer, not a trusted source of allocation sizes.
+/// Opens a connection to the leader at `address` as a replica of node `node_id`.
+async fn connect_to_leader(
+    address: &str,
+    node_id: i32,
     max_response_bytes: usize,
-}
-
-impl PeerConnection {
-    async fn connect(
-        address: &str,
-        node_id: i32,
-        max_response_bytes: usize,
-    ) -> Result<PeerConnection, String> {
-        let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address))
-            .await
-            .map_err(|_| format!("connecting to {address} timed out"))?
-            .map_err(|error| format!("cannot connect to {address}: {error}"))?;
-        let _ = stream.set_nodelay(true);
-        Ok(PeerConnection {
-            stream,
-            correlation_id: 0,
-            client_id: StrBytes::from_string(format!("cauce-replica-{node_id}")),
-            max_response_bytes,
-        })
-    }
-
-    /// Sends one request and reads its response, within `timeout`.
-    async fn call<Q: Encodable, R: Decodable>(
-        &mut self,
-        api_key: ApiKey,
-        version: i16,
-        request: &Q,
-        timeout: Duration,
-    ) -> Result<R, String> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let mut frame = BytesMut::with_capacity(256);
-        frame.put_i32(0);
-        header
-            .encode(&mut frame, api_key.request_header_version(version))
-            .map_err(|error| error.to_string())?;
-        request
-            .encode(&mut frame, version)
-            .map_err(|error| error.to_string())?;
-        let size = (frame.len() - 4) as i32;
-        frame[0..4].copy_from_slice(&size.to_be_bytes());
-        let exchange = async {
-            self.stream.write_all(&frame).await?;
-            let size = self.stream.read_i32().await?;
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|size| *size <= self.max_response_bytes)
-                .ok_or_else(|| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "response size {size} is outside 0..={}",
-                            self.max_response_bytes
-                        ),
-                    )
-                })?;
-            let mut body = vec![0u8; size];
-            self.stream.read_exact(&mut body).await?;
-            Ok::<_, std::io::Error>(Bytes::from(body))
-        };
-        let mut body = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| format!("{api_key:?} timed out"))?
-            .map_err(|error| format!("{api_key:?}: {error}"))?;
-        let header_version = api_key.response_header_version(version);
-        let header = schema::decode::<ResponseHeader>(&mut body, header_version)
-            .map_err(|error| error.to_string())?;
-        if header.correlation_id != self.correlation_id {
-            return Err(format!(
-                "response correlation id {} does not match request {}",
-                header.correlation_id, self.correlation_id
-            ));
-        }
-        let response =
-            schema::decode::<R>(&mut body, version).map_err(|error| error.to_string())?;
-        if body.has_remaining() {
-            tracing::debug!(api = ?api_key, left = body.remaining(), "response had trailing bytes");
-        }
-        Ok(response)
-    }
+) -> Result<Connection, ClientError> {
+    let options = ClientOptions {
+        client_id: format!("cauce-replica-{node_id}"),
+        connect_timeout: REQUEST_TIMEOUT,
+        request_timeout: REQUEST_TIMEOUT,
+        // `socket.request.max.bytes`: the other broker is a peer, not a trusted source of
+        // allocation sizes.
+        max_response_bytes,
+        // The versions are pinned above and the leader is a node of this cluster: asking it
+        // first would only add a round trip to every reconnection.
+        negotiate_versions: false,
+    };
+    Connection::connect(address, &options).await
 }

@@ -1,16 +1,14 @@
-//! What the admin commands share: the librdkafka admin client, its timeouts, and the wording of
-//! errors.
+//! What the admin commands share: the `cauce-client` connection to the cluster, its timeouts,
+//! and the wording of errors.
 
+use std::cell::{RefCell, RefMut};
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
-use rdkafka::metadata::Metadata;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::ClientConfig;
+use cauce_client::kafka_protocol::error::ResponseError;
+use cauce_client::kafka_protocol::messages::MetadataResponse;
+use cauce_client::{Client, ClientError, ClientOptions};
 
 /// How long a metadata or admin request may take before the command gives up: long enough for
 /// a busy broker, short enough that a wrong address fails a script quickly.
@@ -28,85 +26,150 @@ pub struct ConnectionArgs {
     pub json: bool,
 }
 
-/// An admin client connected to one cluster.
+/// An admin client of one cluster.
 pub struct Connection {
-    /// librdkafka's admin client; its metadata calls go through `inner()`.
-    admin: AdminClient<DefaultClientContext>,
+    /// The Kafka client; behind a `RefCell` because its calls take `&mut` (they open and
+    /// replace connections) while the commands pass the connection around shared.
+    client: RefCell<Client>,
     /// The bootstrap list, for error messages.
     brokers: String,
-    /// Drives the admin futures; librdkafka does the I/O on its own threads.
+    /// Drives the client's futures; the commands themselves are synchronous.
     runtime: tokio::runtime::Runtime,
 }
 
 impl Connection {
     /// Creates the client; nothing is sent until the first request.
     pub fn open(args: &ConnectionArgs) -> anyhow::Result<Connection> {
-        let admin = ClientConfig::new()
-            .set("bootstrap.servers", &args.brokers)
-            .set("client.id", "cauce-cli")
-            .create::<AdminClient<DefaultClientContext>>()
+        let options = ClientOptions {
+            client_id: "cauce-cli".to_string(),
+            connect_timeout: REQUEST_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            ..ClientOptions::default()
+        };
+        let client = Client::new(&args.brokers, options)
             .with_context(|| format!("cannot use broker list '{}'", args.brokers))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         Ok(Connection {
-            admin,
+            client: RefCell::new(client),
             brokers: args.brokers.clone(),
             runtime,
         })
     }
 
-    pub fn admin(&self) -> &AdminClient<DefaultClientContext> {
-        &self.admin
-    }
-
-    /// Metadata of every topic: asking for all of them never makes a broker auto-create one.
-    pub fn metadata(&self) -> anyhow::Result<Metadata> {
-        self.admin
-            .inner()
-            .fetch_metadata(None, REQUEST_TIMEOUT)
-            .map_err(|error| self.request_failed("metadata request", error))
-    }
-
-    /// Options for every admin request: the same timeout as metadata.
-    pub fn options(&self) -> AdminOptions {
-        AdminOptions::new()
-            .request_timeout(Some(REQUEST_TIMEOUT))
-            .operation_timeout(Some(REQUEST_TIMEOUT))
+    /// The client, for one call at a time: `connection.block_on(connection.client().x())`.
+    pub fn client(&self) -> RefMut<'_, Client> {
+        self.client.borrow_mut()
     }
 
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
+    /// Metadata of every topic: asking for all of them never makes a broker auto-create one.
+    pub fn metadata(&self) -> anyhow::Result<MetadataResponse> {
+        self.block_on(self.client().metadata(None))
+            .map_err(|error| self.request_failed("metadata request", error))
+    }
+
     /// Words a failed request (as opposed to a failed topic within it) for the user.
-    pub fn request_failed(&self, request: &str, error: KafkaError) -> anyhow::Error {
-        let code = match &error {
-            KafkaError::MetadataFetch(code) | KafkaError::AdminOp(code) => *code,
-            other => return anyhow!("{request} to {} failed: {other}", self.brokers),
-        };
-        match code {
-            RDKafkaErrorCode::OperationTimedOut
-            | RDKafkaErrorCode::RequestTimedOut
-            | RDKafkaErrorCode::BrokerTransportFailure
-            | RDKafkaErrorCode::AllBrokersDown
-            | RDKafkaErrorCode::Resolve => anyhow!(
-                "no broker at {} answered within {} s ({code})",
+    pub fn request_failed(&self, request: &str, error: ClientError) -> anyhow::Error {
+        if error.breaks_connection() {
+            return anyhow!(
+                "no broker at {} answered within {} s ({error})",
                 self.brokers,
                 REQUEST_TIMEOUT.as_secs()
-            ),
-            _ => anyhow!("{request} to {} failed: {code}", self.brokers),
+            );
+        }
+        anyhow!("{request} to {} failed: {error}", self.brokers)
+    }
+
+    /// Words the error a broker gave for one topic, with its message where that says more.
+    pub fn topic_failed(&self, request: &str, topic: &str, error: ClientError) -> anyhow::Error {
+        let Some(code) = error.code() else {
+            return self.request_failed(request, error);
+        };
+        match (ResponseError::try_from_code(code), error.broker_message()) {
+            (Some(ResponseError::InvalidConfig), Some(message)) => {
+                anyhow!("invalid config for topic '{topic}': {message}")
+            }
+            (
+                Some(ResponseError::UnknownTopicOrPartition | ResponseError::TopicAlreadyExists),
+                _,
+            )
+            | (_, None) => topic_error(topic, code),
+            (_, Some(message)) => anyhow!("topic '{topic}': {message} ({})", code_name(code)),
+        }
+    }
+
+    /// Words the error a broker gave for one group.
+    pub fn group_failed(&self, request: &str, group: &str, error: ClientError) -> anyhow::Error {
+        let Some(code) = error.code() else {
+            return self.request_failed(request, error);
+        };
+        match (ResponseError::try_from_code(code), error.broker_message()) {
+            (Some(ResponseError::GroupIdNotFound), _) => anyhow!("group '{group}' does not exist"),
+            (Some(ResponseError::NonEmptyGroup), _) => {
+                anyhow!("group '{group}': the group is not empty (it has active members)")
+            }
+            (_, Some(message)) => anyhow!("group '{group}': {message}"),
+            (_, None) => anyhow!("group '{group}': {}", code_name(code)),
         }
     }
 }
 
-/// Words the error a broker gave for one topic.
-pub fn topic_error(topic: &str, code: RDKafkaErrorCode) -> anyhow::Error {
-    match code {
-        RDKafkaErrorCode::UnknownTopicOrPartition => anyhow!("topic '{topic}' does not exist"),
-        RDKafkaErrorCode::TopicAlreadyExists => anyhow!("topic '{topic}' already exists"),
-        other => anyhow!("topic '{topic}': {other}"),
+/// Words the error code a broker gave for one topic.
+pub fn topic_error(topic: &str, code: i16) -> anyhow::Error {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::UnknownTopicOrPartition) => anyhow!("topic '{topic}' does not exist"),
+        Some(ResponseError::TopicAlreadyExists) => anyhow!("topic '{topic}' already exists"),
+        _ => anyhow!("topic '{topic}': {}", code_name(code)),
     }
+}
+
+/// A Kafka error code by its name and number, such as `InvalidReplicationFactor (38)`.
+pub fn code_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(error) => format!("{error} ({code})"),
+        None => "no error (0)".to_string(),
+    }
+}
+
+/// The topic of a metadata answer with this name, or why there is none.
+pub fn find_topic<'m>(
+    metadata: &'m MetadataResponse,
+    name: &str,
+) -> anyhow::Result<
+    &'m cauce_client::kafka_protocol::messages::metadata_response::MetadataResponseTopic,
+> {
+    let topic = metadata
+        .topics
+        .iter()
+        .find(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|found| found.as_str() == name)
+        })
+        .ok_or_else(|| topic_error(name, ResponseError::UnknownTopicOrPartition.code()))?;
+    match topic.error_code {
+        0 => Ok(topic),
+        code => Err(topic_error(name, code)),
+    }
+}
+
+/// The partition ids of a topic in a metadata answer, sorted.
+pub fn partition_ids(
+    topic: &cauce_client::kafka_protocol::messages::metadata_response::MetadataResponseTopic,
+) -> Vec<i32> {
+    let mut partitions: Vec<i32> = topic
+        .partitions
+        .iter()
+        .map(|partition| partition.partition_index)
+        .collect();
+    partitions.sort_unstable();
+    partitions
 }
 
 /// Parses `key=value` flags.

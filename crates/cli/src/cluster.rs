@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::admin::{Connection, ConnectionArgs, REQUEST_TIMEOUT};
+use crate::admin::{Connection, ConnectionArgs};
 use crate::output::{self, Report, Table};
 
 #[derive(clap::Subcommand)]
@@ -62,30 +62,21 @@ impl Report for ClusterInfo {
 
 fn info(connection: &Connection) -> anyhow::Result<ClusterInfo> {
     let metadata = connection.metadata()?;
-    let client = connection.admin().inner();
-    let cluster_id = client.fetch_cluster_id(REQUEST_TIMEOUT);
-    // SAFETY: the pointer is the live client owned by `connection`; the call only reads the
-    // controller id librdkafka cached from metadata, waiting at most the timeout.
-    let controller_id = unsafe {
-        rdkafka::bindings::rd_kafka_controllerid(
-            client.native_ptr(),
-            REQUEST_TIMEOUT.as_millis() as i32,
-        )
-    };
     let mut brokers: Vec<BrokerInfo> = metadata
-        .brokers()
+        .brokers
         .iter()
         .map(|broker| BrokerInfo {
-            id: broker.id(),
-            host: broker.host().to_string(),
-            port: broker.port(),
+            id: broker.node_id.0,
+            host: broker.host.to_string(),
+            port: broker.port,
         })
         .collect();
     brokers.sort_by_key(|broker| broker.id);
+    let controller_id = metadata.controller_id.0;
     Ok(ClusterInfo {
-        cluster_id,
+        cluster_id: metadata.cluster_id.as_ref().map(ToString::to_string),
         controller_id: (controller_id >= 0).then_some(controller_id),
         brokers,
-        topic_count: metadata.topics().len(),
+        topic_count: metadata.topics.len(),
     })
 }

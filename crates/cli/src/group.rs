@@ -1,23 +1,20 @@
 //! `cauce group ...`: list, describe, delete, reset-offsets.
 //!
-//! Groups are read with rdkafka's group list (ListGroups and DescribeGroups), committed offsets
-//! with ListConsumerGroupOffsets and log ends with ListOffsets. A reset commits through a
-//! consumer that never joins the group, which the broker accepts only while the group is empty:
-//! Kafka's own rule for resetting offsets.
+//! Groups are read with ListGroups (from every broker) and DescribeGroups (at the coordinator),
+//! committed offsets with OffsetFetch and log ends with ListOffsets. A reset commits without
+//! joining the group (generation -1, no member id), which the broker accepts only while the
+//! group is empty: Kafka's own rule for resetting offsets.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use anyhow::{anyhow, bail, Context};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::groups::GroupInfo;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use anyhow::bail;
+use cauce_client::admin::{CommittedOffset, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+use cauce_client::kafka_protocol::error::ResponseError;
+use cauce_client::kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use serde::Serialize;
 
-use crate::admin::{topic_error, Connection, ConnectionArgs, REQUEST_TIMEOUT};
-use crate::native;
+use crate::admin::{find_topic, partition_ids, Connection, ConnectionArgs};
 use crate::output::{self, Report, Table};
 
 #[derive(clap::Subcommand)]
@@ -73,11 +70,13 @@ pub fn run(connection_args: &ConnectionArgs, command: GroupCommand) -> anyhow::R
         GroupCommand::List => output::print(&list(&connection)?, json),
         GroupCommand::Describe { group } => output::print(&describe(&connection, &group)?, json),
         GroupCommand::Delete { group } => {
-            native::delete_group(&connection, &group)?;
+            connection
+                .block_on(connection.client().delete_group(&group))
+                .map_err(|error| connection.group_failed("DeleteGroups", &group, error))?;
             output::print(&Deleted { group }, json)
         }
         GroupCommand::ResetOffsets(reset_args) => {
-            output::print(&reset(&connection, connection_args, reset_args)?, json)
+            output::print(&reset(&connection, reset_args)?, json)
         }
     }
 }
@@ -111,19 +110,23 @@ impl Report for GroupList {
 
 fn list(connection: &Connection) -> anyhow::Result<GroupList> {
     let groups = connection
-        .admin()
-        .inner()
-        .fetch_group_list(None, REQUEST_TIMEOUT)
+        .block_on(connection.client().list_groups())
         .map_err(|error| connection.request_failed("group list request", error))?;
-    let mut listed: Vec<ListedGroup> = groups
-        .groups()
-        .iter()
-        .map(|group| ListedGroup {
-            group: group.name().to_string(),
-            state: group.state().to_string(),
-            protocol_type: group.protocol_type().to_string(),
-        })
-        .collect();
+    let mut listed = Vec::with_capacity(groups.len());
+    for group in groups {
+        // ListGroups before v4 does not say the state; DescribeGroups does.
+        let state = match group.state.is_empty() {
+            false => group.state,
+            true => describe_group(connection, &group.group)?
+                .map(|info| info.state)
+                .unwrap_or_default(),
+        };
+        listed.push(ListedGroup {
+            group: group.group,
+            state,
+            protocol_type: group.protocol_type,
+        });
+    }
     listed.sort_by(|left, right| left.group.cmp(&right.group));
     Ok(GroupList(listed))
 }
@@ -216,19 +219,15 @@ impl Report for Description {
 
 /// The group as DescribeGroups shows it.
 fn describe_group(connection: &Connection, group: &str) -> anyhow::Result<Option<GroupInfoCopy>> {
-    let groups = connection
-        .admin()
-        .inner()
-        .fetch_group_list(Some(group), REQUEST_TIMEOUT)
-        .map_err(|error| connection.request_failed("group describe request", error))?;
-    Ok(groups
-        .groups()
-        .iter()
-        .find(|info| info.name() == group)
-        .map(GroupInfoCopy::from))
+    let described = connection.block_on(connection.client().describe_group(group));
+    match described {
+        Ok(described) => Ok(Some(GroupInfoCopy::from(&described))),
+        Err(error) if error.code() == Some(ResponseError::GroupIdNotFound.code()) => Ok(None),
+        Err(error) => Err(connection.group_failed("DescribeGroups", group, error)),
+    }
 }
 
-/// What this module needs of a `GroupInfo`, which borrows from its list.
+/// What this module needs of a described group.
 struct GroupInfoCopy {
     state: String,
     protocol_type: String,
@@ -236,21 +235,21 @@ struct GroupInfoCopy {
     members: Vec<Member>,
 }
 
-impl From<&GroupInfo> for GroupInfoCopy {
-    fn from(info: &GroupInfo) -> GroupInfoCopy {
+impl From<&DescribedGroup> for GroupInfoCopy {
+    fn from(info: &DescribedGroup) -> GroupInfoCopy {
         GroupInfoCopy {
-            state: info.state().to_string(),
-            protocol_type: info.protocol_type().to_string(),
-            protocol: info.protocol().to_string(),
+            state: info.group_state.to_string(),
+            protocol_type: info.protocol_type.to_string(),
+            protocol: info.protocol_data.to_string(),
             members: info
-                .members()
+                .members
                 .iter()
                 .map(|member| Member {
-                    member_id: member.id().to_string(),
-                    client_id: member.client_id().to_string(),
-                    host: member.client_host().to_string(),
-                    assignment: member
-                        .assignment()
+                    member_id: member.member_id.to_string(),
+                    client_id: member.client_id.to_string(),
+                    host: member.client_host.to_string(),
+                    assignment: Some(member.member_assignment.as_ref())
+                        .filter(|assignment| !assignment.is_empty())
                         .and_then(decode_assignment)
                         .unwrap_or_default(),
                 })
@@ -261,7 +260,7 @@ impl From<&GroupInfo> for GroupInfoCopy {
 
 fn describe(connection: &Connection, group: &str) -> anyhow::Result<Description> {
     let info = describe_group(connection, group)?;
-    let committed = native::list_group_offsets(connection, group)?;
+    let committed = group_offsets(connection, group)?;
     let info = match info {
         Some(info) if !(is_dead(&info.state) && committed.is_empty()) => info,
         _ if committed.is_empty() => bail!("group '{group}' does not exist"),
@@ -300,13 +299,31 @@ fn is_dead(state: &str) -> bool {
     state.is_empty() || state.eq_ignore_ascii_case("dead")
 }
 
+/// Every offset the group committed.
+fn group_offsets(connection: &Connection, group: &str) -> anyhow::Result<Vec<CommittedOffset>> {
+    connection
+        .block_on(connection.client().group_offsets(group))
+        .map_err(|error| connection.group_failed("OffsetFetch", group, error))
+}
+
+/// The offset ListOffsets finds for `timestamp` in one partition.
+fn list_offset(
+    connection: &Connection,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> anyhow::Result<i64> {
+    connection
+        .block_on(connection.client().list_offset(topic, partition, timestamp))
+        .map_err(|error| connection.topic_failed("list offsets request", topic, error))
+}
+
 /// The first offset in the log and the log end of one partition.
 fn watermarks(connection: &Connection, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
-    connection
-        .admin()
-        .inner()
-        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
-        .map_err(|error| connection.request_failed("list offsets request", error))
+    Ok((
+        list_offset(connection, topic, partition, EARLIEST_TIMESTAMP)?,
+        list_offset(connection, topic, partition, LATEST_TIMESTAMP)?,
+    ))
 }
 
 /// Decodes a consumer protocol assignment: version, then topics each with their partitions.
@@ -400,11 +417,7 @@ impl Report for ResetPlan {
     }
 }
 
-fn reset(
-    connection: &Connection,
-    connection_args: &ConnectionArgs,
-    args: ResetArgs,
-) -> anyhow::Result<ResetPlan> {
+fn reset(connection: &Connection, args: ResetArgs) -> anyhow::Result<ResetPlan> {
     let group = args.group.as_str();
     if let Some(info) = describe_group(connection, group)? {
         if !info.members.is_empty() {
@@ -412,14 +425,7 @@ fn reset(
         }
     }
     let metadata = connection.metadata()?;
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|topic| topic.name() == args.topic)
-        .filter(|topic| topic.error().is_none())
-        .ok_or_else(|| topic_error(&args.topic, RDKafkaErrorCode::UnknownTopicOrPartition))?;
-    let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
-    partitions.sort_unstable();
+    let mut partitions = partition_ids(find_topic(&metadata, &args.topic)?);
     if let Some(partition) = args.partition {
         if !partitions.contains(&partition) {
             bail!(
@@ -431,54 +437,14 @@ fn reset(
         partitions = vec![partition];
     }
 
-    let current: BTreeMap<i32, i64> = native::list_group_offsets(connection, group)?
+    let current: BTreeMap<i32, i64> = group_offsets(connection, group)?
         .into_iter()
         .filter(|offset| offset.topic == args.topic)
         .map(|offset| (offset.partition, offset.offset))
         .collect();
 
-    // librdkafka wants a group id for commits; this consumer never joins, so it never becomes
-    // a member that would stop the commit.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &connection_args.brokers)
-        .set("client.id", "cauce-cli")
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .with_context(|| format!("cannot use broker list '{}'", connection_args.brokers))?;
-    let outcome = plan_and_commit(connection, &consumer, &args, &partitions, &current);
-    // As in `consume`: dropping a consumer right after a synchronous call was seen to hang.
-    std::mem::forget(consumer);
-    outcome
-}
-
-fn plan_and_commit(
-    connection: &Connection,
-    consumer: &BaseConsumer,
-    args: &ResetArgs,
-    partitions: &[i32],
-    current: &BTreeMap<i32, i64>,
-) -> anyhow::Result<ResetPlan> {
-    let by_time = match args.to_datetime {
-        Some(timestamp) => {
-            let mut request = TopicPartitionList::new();
-            for &partition in partitions {
-                request.add_partition_offset(&args.topic, partition, Offset::Offset(timestamp))?;
-            }
-            let found = consumer
-                .offsets_for_times(request, REQUEST_TIMEOUT)
-                .map_err(|error| connection.request_failed("list offsets request", error))?;
-            let mut by_partition = BTreeMap::new();
-            for element in found.elements() {
-                by_partition.insert(element.partition(), element.offset());
-            }
-            by_partition
-        }
-        None => BTreeMap::new(),
-    };
-
     let mut planned = Vec::with_capacity(partitions.len());
-    for &partition in partitions {
+    for partition in partitions {
         let (earliest, latest) = watermarks(connection, &args.topic, partition)?;
         let new = if args.to_earliest {
             earliest
@@ -487,10 +453,11 @@ fn plan_and_commit(
         } else if let Some(offset) = args.to_offset {
             offset.clamp(earliest, latest)
         } else {
-            match by_time.get(&partition) {
-                Some(Offset::Offset(offset)) => *offset,
+            let timestamp = args.to_datetime.unwrap_or(LATEST_TIMESTAMP);
+            match list_offset(connection, &args.topic, partition, timestamp)? {
                 // No record at or after the time: the group starts at the end.
-                _ => latest,
+                offset if offset < 0 => latest,
+                offset => offset,
             }
         };
         planned.push(PlannedOffset {
@@ -502,17 +469,23 @@ fn plan_and_commit(
     }
 
     if !args.dry_run {
-        let mut offsets = TopicPartitionList::new();
-        for offset in &planned {
-            offsets.add_partition_offset(
-                &offset.topic,
-                offset.partition,
-                Offset::Offset(offset.new),
-            )?;
-        }
-        consumer
-            .commit(&offsets, CommitMode::Sync)
-            .map_err(|error| anyhow!("cannot commit offsets of group '{}': {error}", args.group))?;
+        let offsets: Vec<CommittedOffset> = planned
+            .iter()
+            .map(|offset| CommittedOffset {
+                topic: offset.topic.clone(),
+                partition: offset.partition,
+                offset: offset.new,
+            })
+            .collect();
+        connection
+            .block_on(connection.client().commit_group_offsets(group, &offsets))
+            .map_err(|error| {
+                let reason = match error.code() {
+                    Some(_) => connection.group_failed("OffsetCommit", group, error),
+                    None => connection.request_failed("OffsetCommit", error),
+                };
+                anyhow::anyhow!("cannot commit offsets of group '{group}': {reason}")
+            })?;
     }
     Ok(ResetPlan {
         group: args.group.clone(),

@@ -4,15 +4,15 @@
 //!
 //! - this file: the command line and the exit status.
 //! - [`server`]: `cauce server`, a broker.
-//! - [`admin`]: the connection the admin commands share (librdkafka, timeouts, error wording).
-//! - [`native`]: topic creation and configs through librdkafka's C API, where rdkafka's wrapper
-//!   drops the broker's errors.
+//! - [`admin`]: the connection the admin commands share (`cauce-client`, timeouts, error
+//!   wording).
 //! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`.
 //! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
 //! - [`perf`]: `cauce perf ...`, throughput and latency load generators.
 //! - [`output`]: aligned tables and JSON.
 //!
-//! The admin commands speak the Kafka protocol only, so they work against any Kafka-compatible
+//! The admin commands speak the Kafka protocol through `cauce-client`; produce, consume and perf
+//! go through librdkafka. Both speak the Kafka protocol only, so they work against any Kafka-compatible
 //! broker. Every failure of theirs ends the process with a non-zero status and one line on stderr.
 
 use std::process::ExitCode;
@@ -23,7 +23,6 @@ mod admin;
 mod cluster;
 mod consume;
 mod group;
-mod native;
 mod output;
 mod perf;
 mod produce;

@@ -21,7 +21,10 @@ use anyhow::anyhow;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::admin::{Connection, ConnectionArgs, REQUEST_TIMEOUT};
+use cauce_client::admin::NewTopic;
+use cauce_client::kafka_protocol::error::ResponseError;
+
+use crate::admin::{find_topic, Connection, ConnectionArgs, REQUEST_TIMEOUT};
 use crate::output::{self, Report, Table};
 
 mod consume;
@@ -352,17 +355,21 @@ fn ensure_topic(
     partitions: i32,
 ) -> anyhow::Result<Vec<i32>> {
     let connection = Connection::open(connection_args)?;
-    let exists = connection
-        .metadata()?
-        .topics()
-        .iter()
-        .any(|candidate| candidate.name() == topic && candidate.error().is_none());
+    let exists = find_topic(&connection.metadata()?, topic).is_ok();
     if exists {
         return crate::produce::topic_partitions(&connection, topic);
     }
-    if let Err(error) = crate::native::create_topic(&connection, topic, partitions, -1, &[]) {
-        if !error.to_string().contains("already exists") {
-            return Err(error);
+    let new_topic = NewTopic {
+        name: topic,
+        partitions,
+        replication_factor: -1,
+        configs: &[],
+    };
+    let created = connection.block_on(connection.client().create_topic(&new_topic));
+    if let Err(error) = created {
+        let already = error.code() == Some(ResponseError::TopicAlreadyExists.code());
+        if !already {
+            return Err(connection.topic_failed("CreateTopics", topic, error));
         }
     }
     let deadline = Instant::now() + REQUEST_TIMEOUT;

@@ -21,7 +21,7 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientContext;
 use serde::Serialize;
 
-use crate::admin::{parse_key_value, topic_error, Connection, ConnectionArgs};
+use crate::admin::{find_topic, parse_key_value, partition_ids, Connection, ConnectionArgs};
 use crate::output::{self, Report};
 
 /// How long librdkafka keeps retrying one record before reporting it undelivered: bounds how
@@ -286,17 +286,7 @@ fn delivery_reason(error: &KafkaError) -> String {
 /// could make a broker auto-create it). Shared with `cauce consume`.
 pub fn topic_partitions(connection: &Connection, topic: &str) -> anyhow::Result<Vec<i32>> {
     let metadata = connection.metadata()?;
-    let found = metadata
-        .topics()
-        .iter()
-        .find(|candidate| candidate.name() == topic)
-        .ok_or_else(|| topic_error(topic, RDKafkaErrorCode::UnknownTopicOrPartition))?;
-    if let Some(error) = found.error() {
-        return Err(topic_error(topic, error.into()));
-    }
-    let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
-    partitions.sort_unstable();
-    Ok(partitions)
+    Ok(partition_ids(find_topic(&metadata, topic)?))
 }
 
 /// Hands `record` to librdkafka; while its queue is full, serves delivery reports for `pause`

@@ -4,13 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use anyhow::bail;
-use rdkafka::admin::NewPartitions;
-use rdkafka::metadata::{Metadata, MetadataTopic};
-use rdkafka::types::RDKafkaErrorCode;
+use cauce_client::admin::{config_source_name, ConfigChange, ConfigEntry, NewTopic};
 use serde::Serialize;
 
-use crate::admin::{parse_key_value, topic_error, Connection, ConnectionArgs};
-use crate::native::{self, ConfigChange};
+use crate::admin::{find_topic, parse_key_value, Connection, ConnectionArgs};
 use crate::output::{self, id_list, Report, Table};
 
 #[derive(clap::Subcommand)]
@@ -136,17 +133,22 @@ impl Report for Change {
 }
 
 fn create(connection: &Connection, args: CreateArgs) -> anyhow::Result<Change> {
-    native::create_topic(
-        connection,
-        &args.name,
-        args.partitions.unwrap_or(-1),
-        args.replication_factor.unwrap_or(-1),
-        &args.configs,
-    )?;
+    let new_topic = NewTopic {
+        name: &args.name,
+        // -1 asks for the broker's default.
+        partitions: args.partitions.unwrap_or(-1),
+        replication_factor: args
+            .replication_factor
+            .map_or(-1, |factor| i16::try_from(factor).unwrap_or(i16::MAX)),
+        configs: &args.configs,
+    };
+    connection
+        .block_on(connection.client().create_topic(&new_topic))
+        .map_err(|error| connection.topic_failed("CreateTopics", &args.name, error))?;
     let mut change = Change::new(&args.name, "created");
     change.partitions = find_topic(&connection.metadata()?, &args.name)
         .ok()
-        .map(|topic| topic.partitions().len());
+        .map(|topic| topic.partitions.len());
     change.set = args.configs.into_iter().collect();
     Ok(change)
 }
@@ -181,32 +183,24 @@ impl Report for TopicList {
 fn list(connection: &Connection) -> anyhow::Result<TopicList> {
     let metadata = connection.metadata()?;
     let mut topics: Vec<TopicSummary> = metadata
-        .topics()
+        .topics
         .iter()
-        .filter(|topic| topic.error().is_none())
+        .filter(|topic| topic.error_code == 0)
         .map(|topic| TopicSummary {
-            name: topic.name().to_string(),
-            partitions: topic.partitions().len(),
+            name: topic
+                .name
+                .as_ref()
+                .map(|name| name.as_str().to_string())
+                .unwrap_or_default(),
+            partitions: topic.partitions.len(),
             replication_factor: topic
-                .partitions()
+                .partitions
                 .first()
-                .map_or(0, |partition| partition.replicas().len()),
+                .map_or(0, |partition| partition.replica_nodes.len()),
         })
         .collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(TopicList { topics })
-}
-
-fn find_topic<'m>(metadata: &'m Metadata, name: &str) -> anyhow::Result<&'m MetadataTopic> {
-    let topic = metadata
-        .topics()
-        .iter()
-        .find(|topic| topic.name() == name)
-        .ok_or_else(|| topic_error(name, RDKafkaErrorCode::UnknownTopicOrPartition))?;
-    match topic.error() {
-        None => Ok(topic),
-        Some(error) => Err(topic_error(name, error.into())),
-    }
 }
 
 #[derive(Serialize)]
@@ -268,20 +262,20 @@ fn describe(connection: &Connection, name: &str) -> anyhow::Result<TopicDescript
     let metadata = connection.metadata()?;
     let topic = find_topic(&metadata, name)?;
     let mut partitions: Vec<PartitionDescription> = topic
-        .partitions()
+        .partitions
         .iter()
         .map(|partition| PartitionDescription {
-            partition: partition.id(),
-            leader: partition.leader(),
-            replicas: partition.replicas().to_vec(),
-            isr: partition.isr().to_vec(),
+            partition: partition.partition_index,
+            leader: partition.leader_id.0,
+            replicas: partition.replica_nodes.iter().map(|node| node.0).collect(),
+            isr: partition.isr_nodes.iter().map(|node| node.0).collect(),
         })
         .collect();
     partitions.sort_by_key(|partition| partition.partition);
-    let mut configs: Vec<ConfigDescription> = native::describe_topic(connection, name)?
+    let mut configs: Vec<ConfigDescription> = describe_configs(connection, name)?
         .into_iter()
         .map(|entry| ConfigDescription {
-            source: entry.source,
+            source: config_source_name(entry.source),
             name: entry.name,
             value: entry.value,
             read_only: entry.read_only,
@@ -295,9 +289,16 @@ fn describe(connection: &Connection, name: &str) -> anyhow::Result<TopicDescript
     })
 }
 
+/// The configuration of topic `name` (DescribeConfigs).
+fn describe_configs(connection: &Connection, name: &str) -> anyhow::Result<Vec<ConfigEntry>> {
+    connection
+        .block_on(connection.client().describe_topic_configs(name))
+        .map_err(|error| connection.topic_failed("DescribeConfigs", name, error))
+}
+
 /// Changes only the keys named (IncrementalAlterConfigs); the topic's other overrides stay.
 fn alter_config(connection: &Connection, args: AlterConfigArgs) -> anyhow::Result<Change> {
-    let entries = native::describe_topic(connection, &args.name)?;
+    let entries = describe_configs(connection, &args.name)?;
     for key in &args.delete {
         if !entries.iter().any(|entry| &entry.name == key) {
             bail!("topic '{}' has no config '{key}'", args.name);
@@ -309,7 +310,13 @@ fn alter_config(connection: &Connection, args: AlterConfigArgs) -> anyhow::Resul
         .map(|(key, value)| ConfigChange::Set(key, value))
         .chain(args.delete.iter().map(|key| ConfigChange::Delete(key)))
         .collect();
-    native::alter_topic(connection, &args.name, &changes)?;
+    connection
+        .block_on(
+            connection
+                .client()
+                .alter_topic_configs(&args.name, &changes),
+        )
+        .map_err(|error| connection.topic_failed("IncrementalAlterConfigs", &args.name, error))?;
     let mut change = Change::new(&args.name, "configs altered");
     change.set = args.set.into_iter().collect();
     change.deleted = args.delete;
@@ -317,42 +324,22 @@ fn alter_config(connection: &Connection, args: AlterConfigArgs) -> anyhow::Resul
 }
 
 fn add_partitions(connection: &Connection, name: &str, total: usize) -> anyhow::Result<Change> {
-    let current = find_topic(&connection.metadata()?, name)?
-        .partitions()
-        .len();
+    let current = find_topic(&connection.metadata()?, name)?.partitions.len();
     if total <= current {
         bail!("topic '{name}' already has {current} partitions; --total must be larger");
     }
-    let new_partitions = NewPartitions::new(name, total);
-    let results = connection
-        .block_on(
-            connection
-                .admin()
-                .create_partitions([&new_partitions], &connection.options()),
-        )
-        .map_err(|error| connection.request_failed("CreatePartitions", error))?;
-    for result in results {
-        if let Err((name, code)) = result {
-            return Err(topic_error(&name, code));
-        }
-    }
+    let count = i32::try_from(total).unwrap_or(i32::MAX);
+    connection
+        .block_on(connection.client().create_partitions(name, count))
+        .map_err(|error| connection.topic_failed("CreatePartitions", name, error))?;
     let mut change = Change::new(name, "partitions added");
     change.partitions = Some(total);
     Ok(change)
 }
 
 fn delete(connection: &Connection, name: &str) -> anyhow::Result<Change> {
-    let results = connection
-        .block_on(
-            connection
-                .admin()
-                .delete_topics(&[name], &connection.options()),
-        )
-        .map_err(|error| connection.request_failed("DeleteTopics", error))?;
-    for result in results {
-        if let Err((name, code)) = result {
-            return Err(topic_error(&name, code));
-        }
-    }
+    connection
+        .block_on(connection.client().delete_topic(name))
+        .map_err(|error| connection.topic_failed("DeleteTopics", name, error))?;
     Ok(Change::new(name, "deleted"))
 }

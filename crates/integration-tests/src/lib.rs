@@ -2,11 +2,13 @@
 //!
 //! [`BrokerProcess`] starts `cauce server` on a free loopback port with its own data directory,
 //! waits until it says it listens, and can stop it, `kill -9` it and restart it on the same port
-//! and data. [`RawClient`] speaks the wire protocol byte by byte, for tests of malformed input.
+//! and data. [`RawClient`] speaks the wire protocol byte by byte, for tests of malformed input,
+//! over a `cauce-client` connection.
 //!
 //! # Layout
 //!
-//! - this file: [`BrokerProcess`] and [`RawClient`], the process and the connection.
+//! - this file: [`BrokerProcess`] and [`RawClient`], the process and the connection (a blocking
+//!   facade over `cauce_client::Connection`).
 //! - [`raw`]: one-partition CreateTopics, Produce, Fetch and ListOffsets calls over a
 //!   [`RawClient`], record batches, decoding of fetched records, and Kafka error codes.
 //! - [`clients`]: librdkafka helpers: admin topic creation, a producer with test settings, and a
@@ -14,16 +16,15 @@
 //!
 //! The tests themselves live in `tests/`, numbered by area so that related ones sort together.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
+use bytes::{Buf, Bytes};
+use cauce_client::{ClientError, ClientOptions, Connection};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub mod acked;
@@ -248,60 +249,69 @@ pub fn assert_still_serving(address: SocketAddr) {
     assert!(!response.api_keys.is_empty());
 }
 
-/// A client that writes frames by hand, for malformed and edge-case requests.
+/// A client that writes frames by hand, for malformed and edge-case requests: a blocking facade
+/// over a [`cauce_client::Connection`] that never negotiates versions, so the broker sees only
+/// what the test sends.
 pub struct RawClient {
     /// The connection.
-    stream: TcpStream,
-    /// The next correlation id.
-    next_correlation_id: i32,
+    connection: Connection,
+    /// Drives the connection; each call blocks on it, as the tests are synchronous. Taken
+    /// only by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// How long a read may wait for the broker before it counts as no answer.
+const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RawClient {
     /// Connects to a broker.
     pub fn connect(address: SocketAddr) -> RawClient {
-        let stream = TcpStream::connect(address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let options = ClientOptions {
+            client_id: "cauce-raw-test".to_string(),
+            connect_timeout: RAW_READ_TIMEOUT,
+            request_timeout: RAW_READ_TIMEOUT,
+            // Tests read whatever the broker answers, however large.
+            max_response_bytes: i32::MAX as usize,
+            negotiate_versions: false,
+        };
+        let connection = block_on(
+            Some(&runtime),
+            Connection::connect(&address.to_string(), &options),
+        )
+        .expect("connect");
         RawClient {
-            stream,
-            next_correlation_id: 1,
+            connection,
+            runtime: Some(runtime),
         }
     }
 
     /// Writes raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
+        block_on(self.runtime.as_ref(), self.connection.send_raw(bytes)).map_err(
+            |error| match error {
+                ClientError::Io { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            },
+        )
     }
 
     /// Encodes and sends a request, returning its correlation id.
-    pub fn send<R: Encodable>(&mut self, api_key: ApiKey, version: i16, request: &R) -> i32 {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("cauce-raw-test")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api_key.request_header_version(version))
-            .unwrap();
-        request.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.send_raw(&frame).expect("send");
-        correlation_id
+    pub fn send<R: Encodable + Sync>(&mut self, api_key: ApiKey, version: i16, request: &R) -> i32 {
+        block_on(
+            self.runtime.as_ref(),
+            self.connection.send(api_key, version, request),
+        )
+        .expect("send")
     }
 
-    /// Reads one response frame; `None` if the broker closed the connection.
+    /// Reads one response frame; `None` if the broker closed the connection (or sent nothing
+    /// within the read timeout).
     pub fn read_frame(&mut self) -> Option<Bytes> {
-        let mut prefix = [0u8; 4];
-        self.stream.read_exact(&mut prefix).ok()?;
-        let mut frame = vec![0u8; i32::from_be_bytes(prefix) as usize];
-        self.stream.read_exact(&mut frame).ok()?;
-        Some(Bytes::from(frame))
+        block_on(self.runtime.as_ref(), self.connection.read_frame()).ok()
     }
 
     /// Reads and decodes a response to `api_key` at `version`.
@@ -315,7 +325,7 @@ impl RawClient {
     }
 
     /// Sends a request and waits for its response.
-    pub fn call<Q: Encodable, R: Decodable>(
+    pub fn call<Q: Encodable + Sync, R: Decodable>(
         &mut self,
         api_key: ApiKey,
         version: i16,
@@ -330,14 +340,37 @@ impl RawClient {
     /// Whether the broker closes the connection (end of stream or a reset) within the read
     /// timeout; a read that only times out is not a close.
     pub fn is_closed_by_broker(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        match self.stream.read(&mut byte) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(error) => !matches!(
-                error.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
+        block_on(
+            self.runtime.as_ref(),
+            self.connection.is_closed_by_peer(RAW_READ_TIMEOUT),
+        )
+    }
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async test's thread may not do; this does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
+}
+
+/// Runs `future` on the client's own runtime. Async tests call the client too, and a runtime
+/// cannot block inside another one's thread, so there it runs on a thread of its own.
+fn block_on<F>(runtime: Option<&tokio::runtime::Runtime>, future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    let runtime = runtime.expect("the raw client's runtime lives until it is dropped");
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime.block_on(future);
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(future))
+            .join()
+            .expect("the raw client's thread panicked")
+    })
 }

@@ -4,7 +4,8 @@
 //! - [`record`]: the metadata records (topics, partitions, brokers, configs).
 //! - [`image`]: the read-only view that applying those records produces.
 //! - [`store`]: the durable, checksummed file the records are appended to.
-//! - [`manager`]: decides what a request changes, writes the records, publishes the new image.
+//! - [`manager`]: decides what a command changes (by area: topics, configs, brokers,
+//!   partitions and elections, reassignment), commits the records, publishes the new image.
 //! - [`liveness`]: which brokers the active controller has heard from, and which to fence.
 //! - [`command`]: the changes brokers ask the active controller for, serialisable for forwarding.
 //! - [`topic_config`]: the topic configuration keys, their defaults and their validation.

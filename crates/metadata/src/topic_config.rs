@@ -1,4 +1,7 @@
 //! Topic configuration keys: Kafka's names, defaults, broker-level synonyms and validation.
+//!
+//! Each key is one entry of [`TOPIC_CONFIGS`]; validation, the broker's reading of its
+//! broker-level default, DescribeConfigs and `config/cauce.toml` are all derived from it.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +55,8 @@ pub struct TopicConfigDef {
     pub max: Option<f64>,
     /// Accepted values, for string and list kinds; empty means any.
     pub choices: &'static [&'static str],
-    /// One line for DescribeConfigs' documentation field.
+    /// The key's one documentation: DescribeConfigs' documentation field, and the comment
+    /// above its broker-level default in `config/cauce.toml`.
     pub doc: &'static str,
 }
 
@@ -88,7 +92,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
             ConfigKind::List,
             "delete",
             None,
-            "delete or compact old segments",
+            "delete, compact, or compact,delete.",
         )
     },
     TopicConfigDef {
@@ -99,7 +103,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
             ConfigKind::String,
             "producer",
             None,
-            "codec of stored batches; batches are stored as the producer sent them",
+            "Codec of stored batches; batches are stored as the producer compressed them.",
         )
     },
     def(
@@ -108,7 +112,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "86400000",
         Some(0.0),
-        "how long tombstones are kept on compacted topics",
+        "How long tombstones stay on compacted topics.",
     ),
     def(
         "file.delete.delay.ms",
@@ -116,7 +120,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "60000",
         Some(0.0),
-        "delay before a deleted segment's file is removed",
+        "Delay before a deleted segment's file is removed.",
     ),
     def(
         "flush.messages",
@@ -124,7 +128,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         LONG_MAX,
         Some(1.0),
-        "fsync after this many messages",
+        "fsync after this many messages; the default leaves flushing to the OS (acknowledged writes still survive a crash of the broker process, as in Kafka).",
     ),
     def(
         "flush.ms",
@@ -132,7 +136,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         LONG_MAX,
         Some(0.0),
-        "fsync after this many milliseconds",
+        "fsync when the oldest unflushed message is this old.",
     ),
     def(
         "index.interval.bytes",
@@ -140,7 +144,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Int,
         "4096",
         Some(0.0),
-        "bytes of log between offset index entries",
+        "Bytes of log between two offset index entries.",
     ),
     def(
         "max.compaction.lag.ms",
@@ -148,7 +152,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         LONG_MAX,
         Some(1.0),
-        "longest a record stays uncompacted",
+        "Longest time a record stays uncompacted.",
     ),
     def(
         "max.message.bytes",
@@ -156,7 +160,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Int,
         "1048588",
         Some(0.0),
-        "largest record batch accepted",
+        "Largest record batch accepted.",
     ),
     def(
         "message.timestamp.after.max.ms",
@@ -164,7 +168,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "3600000",
         Some(0.0),
-        "how far in the future a CreateTime timestamp may be",
+        "How far in the future a CreateTime timestamp may be.",
     ),
     def(
         "message.timestamp.before.max.ms",
@@ -172,7 +176,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         LONG_MAX,
         Some(0.0),
-        "how far in the past a CreateTime timestamp may be",
+        "How far in the past a CreateTime timestamp may be.",
     ),
     TopicConfigDef {
         choices: &["CreateTime", "LogAppendTime"],
@@ -182,7 +186,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
             ConfigKind::String,
             "CreateTime",
             None,
-            "whether records keep the producer's timestamp or get the broker's",
+            "CreateTime keeps the producer's timestamp, LogAppendTime sets the broker's.",
         )
     },
     TopicConfigDef {
@@ -193,7 +197,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
             ConfigKind::Double,
             "0.5",
             Some(0.0),
-            "dirty share of the log that triggers compaction",
+            "Dirty share of a log that triggers compaction.",
         )
     },
     def(
@@ -202,7 +206,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "0",
         Some(0.0),
-        "shortest time a record stays uncompacted",
+        "Shortest time a record stays uncompacted.",
     ),
     def(
         "min.insync.replicas",
@@ -210,7 +214,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Int,
         "1",
         Some(1.0),
-        "replicas that must have a write for acks=all",
+        "Replicas that must have a write for acks=all.",
     ),
     def(
         "preallocate",
@@ -218,7 +222,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Boolean,
         "false",
         None,
-        "preallocate segment files",
+        "Preallocate segment files.",
     ),
     def(
         "retention.bytes",
@@ -226,7 +230,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "-1",
         Some(-1.0),
-        "largest size of a partition before old segments are deleted",
+        "Largest size of a partition before its oldest segments go; -1 for no limit.",
     ),
     def(
         "retention.ms",
@@ -234,7 +238,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "604800000",
         Some(-1.0),
-        "how long records are kept",
+        "How long records are kept; -1 keeps them forever.",
     ),
     def(
         "segment.bytes",
@@ -242,7 +246,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Int,
         "1073741824",
         Some(14.0),
-        "size of a segment file",
+        "Size at which a segment file is rolled.",
     ),
     def(
         "segment.index.bytes",
@@ -250,7 +254,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Int,
         "10485760",
         Some(4.0),
-        "size of a segment's offset index",
+        "Largest offset index of a segment; a full index rolls the segment.",
     ),
     def(
         "segment.jitter.ms",
@@ -258,7 +262,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "0",
         Some(0.0),
-        "random jitter subtracted from segment.ms",
+        "Random jitter subtracted from segment.ms.",
     ),
     def(
         "segment.ms",
@@ -266,7 +270,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Long,
         "604800000",
         Some(1.0),
-        "age at which a segment is rolled",
+        "Age at which a segment is rolled.",
     ),
     def(
         "unclean.leader.election.enable",
@@ -274,7 +278,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         ConfigKind::Boolean,
         "false",
         None,
-        "allow an out-of-sync replica to become leader",
+        "Allow an out-of-sync replica to become leader.",
     ),
 ];
 

@@ -44,8 +44,8 @@ struct Described {
     read_only: bool,
     /// Other sources of the same setting, most specific first.
     synonyms: Vec<(String, String, i8)>,
-    /// One line of documentation.
-    doc: &'static str,
+    /// The key's documentation, from its table.
+    doc: String,
 }
 
 pub fn describe_configs(context: Context, request: DescribeConfigsRequest) -> Reply {
@@ -157,7 +157,7 @@ fn describe_topic(
                 kind: def.kind.describe_configs_code(),
                 read_only: false,
                 synonyms,
-                doc: def.doc,
+                doc: def.doc.to_string(),
             }
         })
         .collect()
@@ -168,27 +168,23 @@ fn describe_broker(context: &Context) -> Vec<Described> {
     let static_code = ConfigSource::StaticBroker.describe_configs_code();
     let mut described: Vec<Described> = BROKER_KEYS
         .iter()
-        .filter_map(|def| {
-            let value = config.broker_key_value(def.name)?;
-            Some(Described {
+        .map(|def| {
+            let value = (def.show)(config);
+            Described {
                 name: def.name.to_string(),
                 value: value.clone(),
                 source: static_code,
                 kind: def.kind.describe_configs_code(),
                 read_only: true,
                 synonyms: vec![(def.name.to_string(), value, static_code)],
-                doc: def.doc,
-            })
+                doc: def.doc_paragraph(),
+            }
         })
         .collect();
+    // No broker key shares a name with a topic key's broker-level default (a config test
+    // checks every name is defined once), so the two lists are simply joined.
     let defaults = context.broker.logs.topic_defaults();
     for def in TOPIC_CONFIGS {
-        if described
-            .iter()
-            .any(|entry| entry.name == def.broker_synonym)
-        {
-            continue;
-        }
         let (value, source) = match defaults.get(def.broker_synonym) {
             Some(value) => (value.clone(), static_code),
             None => (
@@ -203,7 +199,7 @@ fn describe_broker(context: &Context) -> Vec<Described> {
             kind: def.kind.describe_configs_code(),
             read_only: true,
             synonyms: vec![(def.broker_synonym.to_string(), value, source)],
-            doc: def.doc,
+            doc: def.doc.to_string(),
         });
     }
     described
