@@ -9,14 +9,19 @@
 //! The codec hands a frame's body out in chunks rather than whole, so that [`read_frame`] can
 //! charge each chunk to the process's frame memory (waiting when it is spent) before the next
 //! one is read: a peer announcing a large frame holds only what it really sent.
+//! `LengthDelimitedCodec` would do the cutting, but it reserves a frame's whole announced
+//! length as soon as the head arrives and yields only whole frames, so the memory charge (and
+//! the fuzz target's 64 MiB allocation limit) could not hold for frames up to
+//! [`MAX_FRAME_BYTES`].
 
 use std::io;
 
 use bytes::{Buf, BufMut, BytesMut};
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{SinkExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWrite;
 use tokio::sync::{Semaphore, SemaphorePermit};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use super::types::{ImageSnapshot, SnapshotMeta, Vote};
 
@@ -31,6 +36,9 @@ const FRAME_MEMORY_BYTES: usize = 1 << 30;
 
 /// Bytes charged (and decoded) at a time.
 const FRAME_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Largest write buffer a connection keeps between frames; see [`write_frame`].
+const RETAINED_WRITE_BUFFER_BYTES: usize = FRAME_CHUNK_BYTES;
 
 /// Bytes before a frame's body: the length and the kind byte.
 const FRAME_HEAD_BYTES: usize = 5;
@@ -94,6 +102,17 @@ pub(crate) struct Frame {
     pub body: Vec<u8>,
     /// The body's share of [`FRAME_MEMORY_BYTES`], given back with the frame.
     pub _charged: Option<SemaphorePermit<'static>>,
+}
+
+/// The body of a [`FrameKind::FullSnapshot`] request.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct FullSnapshotRequest {
+    /// The sending leader's vote, which the receiver checks before installing.
+    pub vote: Vote,
+    /// What the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// The image.
+    pub snapshot: ImageSnapshot,
 }
 
 /// A frame to write: borrowed, since the encoder copies it into the write buffer anyway.
@@ -276,16 +295,22 @@ where
     Ok((body, charged))
 }
 
-/// Writes one frame and flushes it, so it does not wait in the write buffer.
-pub(crate) async fn write_frame<Frames>(
-    frames: &mut Frames,
+/// Writes one frame and flushes it, so it does not wait in the write buffer. A frame larger
+/// than [`RETAINED_WRITE_BUFFER_BYTES`] leaves the buffer it grew behind, so that a connection
+/// kept for the next call does not hold on to the largest frame it ever sent (a snapshot).
+pub(crate) async fn write_frame<Socket>(
+    frames: &mut Framed<Socket, FrameCodec>,
     kind: FrameKind,
     body: &[u8],
 ) -> io::Result<()>
 where
-    Frames: for<'body> Sink<OutgoingFrame<'body>, Error = io::Error> + Unpin,
+    Socket: AsyncWrite + Unpin,
 {
-    frames.send(OutgoingFrame { kind, body }).await
+    let sent = frames.send(OutgoingFrame { kind, body }).await;
+    if body.len() > RETAINED_WRITE_BUFFER_BYTES {
+        *frames.write_buffer_mut() = BytesMut::new();
+    }
+    sent
 }
 
 /// An `InvalidData` error with `message`.
@@ -297,7 +322,7 @@ pub(crate) fn invalid_data(message: String) -> io::Error {
 mod tests {
     use super::*;
 
-    use tokio_util::codec::{FramedRead, FramedWrite};
+    use tokio_util::codec::FramedRead;
 
     /// Frames read from `bytes` as a peer's socket would deliver them.
     fn frames_of(bytes: &[u8]) -> FramedRead<&[u8], FrameCodec> {
@@ -306,7 +331,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip() {
-        let mut writer = FramedWrite::new(Vec::new(), FrameCodec::default());
+        let mut writer = Framed::new(Vec::new(), FrameCodec::default());
         let large_body = vec![9u8; 3 * FRAME_CHUNK_BYTES + 7];
         write_frame(&mut writer, FrameKind::App, b"hello")
             .await
@@ -317,8 +342,15 @@ mod tests {
         write_frame(&mut writer, FrameKind::Vote, &large_body)
             .await
             .unwrap();
+        assert!(
+            writer.write_buffer().capacity() <= RETAINED_WRITE_BUFFER_BYTES,
+            "the large frame's buffer is not kept"
+        );
         let buffer = writer.into_inner();
-        assert_eq!(&buffer[..10], &[0, 0, 0, 6, 4, b'h', b'e', b'l', b'l', b'o']);
+        assert_eq!(
+            &buffer[..10],
+            &[0, 0, 0, 6, 4, b'h', b'e', b'l', b'l', b'o']
+        );
         let mut reader = frames_of(&buffer);
         let first = read_frame(&mut reader).await.unwrap().unwrap();
         assert_eq!(first.kind, FrameKind::App);
@@ -342,6 +374,24 @@ mod tests {
             let mut reader = frames_of(bytes);
             assert!(read_frame(&mut reader).await.is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn an_announced_length_reserves_at_most_one_chunk() {
+        let mut codec = FrameCodec::default();
+        // Just under MAX_FRAME_BYTES, so the head is accepted.
+        let mut source = BytesMut::from(&[0x0f, 0xff, 0xff, 0xff, 4, 1, 2][..]);
+        let head = codec.decode(&mut source).unwrap();
+        assert!(
+            matches!(head, Some(FramePiece::Head { kind: FrameKind::App, body_length }) if body_length == (MAX_FRAME_BYTES - 2) as usize),
+            "{head:?}"
+        );
+        assert!(codec.decode(&mut source).unwrap().is_none());
+        assert!(
+            source.capacity() <= FRAME_CHUNK_BYTES,
+            "{}",
+            source.capacity()
+        );
     }
 
     #[tokio::test]
