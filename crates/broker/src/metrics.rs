@@ -1,10 +1,15 @@
-//! Prometheus metrics: the counters the request path bumps, the values read from partitions and
-//! groups at scrape time, and the tiny HTTP/1.1 listener (`metrics.listen`) that serves them.
+//! Prometheus metrics: the series the request path updates, the values read from partitions and
+//! groups at scrape time, and the `/metrics` endpoint (`metrics.listen`) served by [`crate::http`].
 //!
 //! The request path only touches atomics: per-partition traffic lives on the [`Partition`]
-//! (no lookup), per-API request counts and latency buckets in a fixed table indexed by API key.
-//! Everything that needs a lock (log sizes, end offsets, committed offsets) is read when
-//! `/metrics` is scraped, off the reactor.
+//! (no lookup); per-API request counters and latency histograms are `metrics` handles,
+//! registered once per API in a fixed table indexed by API key with the broker's own
+//! `metrics-exporter-prometheus` recorder (never installed as the global one, so brokers in one
+//! test process stay apart). A histogram sample is pushed to a lock-free queue; the recorder
+//! folds the queues into buckets when it renders, and [`BrokerMetrics::fold_samples`] does so
+//! every few seconds so that they stay short when nothing scrapes. Everything that needs a lock
+//! (log sizes, end offsets, committed offsets) is read when `/metrics` is scraped, off the
+//! reactor, and written with the exporter's formatting.
 //!
 //! Exported series (all prefixed `cauce_`):
 //! - `topic_bytes_in_total{topic}`, `topic_records_in_total{topic}`: accepted by Produce.
@@ -29,14 +34,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ::metrics::{
+    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
+};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use cauce_protocol::kafka::messages::ApiKey;
-use ::metrics::{
-    Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder, SharedString,
-};
 use metrics_exporter_prometheus::{
     formatting, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -462,6 +467,7 @@ fn label(name: &str, value: &str) -> String {
     format!("{name}=\"{}\"", formatting::sanitize_label_value(value))
 }
 
+/// The `topic` and `partition` labels of a partition's series.
 fn partition_labels(log: &PartitionLogSnapshot) -> Vec<String> {
     vec![
         label("topic", &log.topic),
@@ -499,7 +505,11 @@ where
 
 /// The answer to anything but `GET /metrics`.
 async fn not_found() -> Response {
-    answer(StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string())
+    answer(
+        StatusCode::NOT_FOUND,
+        "text/plain",
+        "not found\n".to_string(),
+    )
 }
 
 /// A response that closes its connection once written.
@@ -707,10 +717,17 @@ mod tests {
                 answer.starts_with(&format!("{status_line}\r\n")),
                 "{request_line}: {answer}"
             );
-            let head = answer.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+            let head = answer
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .to_ascii_lowercase();
             assert!(head.contains("connection: close"), "{answer}");
             if status_line.ends_with("200 OK") {
-                assert!(head.contains(&format!("content-type: {CONTENT_TYPE}")), "{answer}");
+                assert!(
+                    head.contains(&format!("content-type: {CONTENT_TYPE}")),
+                    "{answer}"
+                );
                 assert!(answer.ends_with("\r\n\r\ncauce_active_connections 0\n"));
             }
         }
