@@ -68,9 +68,11 @@ pub(super) fn decide_reassignment(
             .find(|replica| image.is_live(*replica))
         {
             Some(replica) => vec![replica],
-            None => return Err(MetadataError::InvalidReplicaAssignment(format!(
+            None => {
+                return Err(MetadataError::InvalidReplicaAssignment(format!(
                 "moving partition {index} of topic '{name}' to {target:?} leaves no live replica"
-            ))),
+            )))
+            }
         }
     } else {
         isr
