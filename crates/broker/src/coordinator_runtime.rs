@@ -107,16 +107,6 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
     }
 
-    /// The internal topic.
-    pub fn topic(&self) -> &'static str {
-        self.topic
-    }
-
-    /// Partitions of the internal topic.
-    pub fn partition_count(&self) -> i32 {
-        self.partition_count
-    }
-
     /// Whether `partition` has been replayed here and this broker leads it.
     pub fn is_loaded(&self, partition: i32) -> bool {
         self.loaded.lock().contains(&partition)

@@ -24,23 +24,23 @@
 //! - [`shutdown`]: the signal that stops listeners and connections.
 //! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
 
-pub mod cluster;
-pub mod config;
-pub mod connection;
-pub mod coordinator_runtime;
-pub mod errors;
+pub(crate) mod cluster;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod coordinator_runtime;
+pub(crate) mod errors;
 pub mod group;
-pub mod handlers;
-pub mod high_watermarks;
-pub mod limits;
-pub mod metrics;
-pub mod partition;
-pub mod replica;
-pub mod replica_manager;
-pub mod replication;
-pub mod server;
-pub mod shutdown;
-pub mod splice;
+pub(crate) mod handlers;
+pub(crate) mod high_watermarks;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub(crate) mod partition;
+pub(crate) mod replica;
+pub(crate) mod replica_manager;
+pub(crate) mod replication;
+pub(crate) mod server;
+pub(crate) mod shutdown;
+pub(crate) mod splice;
 
 use std::sync::Arc;
 
@@ -69,7 +69,7 @@ pub enum BrokerError {
 }
 
 /// State every connection and handler shares.
-pub struct Broker {
+pub(crate) struct Broker {
     /// The configuration the broker started with.
     pub config: BrokerConfig,
     /// Writes and publishes cluster metadata.
@@ -203,7 +203,7 @@ impl Broker {
 }
 
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)

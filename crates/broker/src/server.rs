@@ -112,11 +112,6 @@ impl Server {
         self.broker.config.metrics_listen
     }
 
-    /// Shared state, for embedding and tests.
-    pub fn broker(&self) -> Arc<Broker> {
-        self.broker.clone()
-    }
-
     /// Accepts connections until `stop` resolves, then shuts down cleanly: stops accepting,
     /// lets connections answer what they accepted, flushes and closes every log.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), BrokerError> {
