@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cauce_metadata::command::{CommandOutcome, MetadataCommand, WireError, WireOutcome};
-use cauce_metadata::manager::RecordLog;
+use cauce_metadata::manager::{Committing, Forwarding, RecordLog};
 use cauce_metadata::quorum::{Quorum, QuorumDescription, QuorumError};
 use cauce_metadata::{MetadataError, MetadataImage, MetadataRecord};
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -73,26 +74,26 @@ impl QuorumLog {
     /// Sends `command` to the active controller once: the known leader, or else each voter in
     /// turn until one is it. Once it answers, waits until this node's image has what the
     /// command changed.
-    fn forward_once(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+    async fn forward_once(
+        &self,
+        command: &MetadataCommand,
+    ) -> Result<CommandOutcome, MetadataError> {
         let request = ControllerRequest::Command(command.clone());
-        let (outcome, applied) = block_on(ask_controller(
-            &self.quorum,
-            self.node_id,
-            &self.voters,
-            &request,
-        ))?;
-        self.wait_until_applied(applied);
+        let (outcome, applied) =
+            ask_controller(&self.quorum, self.node_id, &self.voters, &request).await?;
+        self.wait_until_applied(applied).await;
         Ok(outcome)
     }
 
     /// Waits, [`APPLY_WAIT`] at most, until this node's image has applied `records` metadata
     /// records.
-    fn wait_until_applied(&self, records: u64) {
+    async fn wait_until_applied(&self, records: u64) {
         let mut images = self.quorum.subscribe();
-        let applied = block_on(tokio::time::timeout(
+        let applied = tokio::time::timeout(
             APPLY_WAIT,
             images.wait_for(|image| image.records_applied >= records),
-        ));
+        )
+        .await;
         if !matches!(applied, Ok(Ok(_))) {
             tracing::debug!(
                 records,
@@ -169,38 +170,38 @@ impl RecordLog for QuorumLog {
             .and_then(|(leader, _)| i32::try_from(leader).ok())
     }
 
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
-        match block_on(self.quorum.propose(records)) {
-            Ok(_) => Ok(self.quorum.image()),
-            Err(QuorumError::NotLeader { leader }) => Err(MetadataError::NotController(format!(
-                "leadership moved to {leader:?}"
-            ))),
-            Err(error) => Err(MetadataError::NotController(error.to_string())),
+    fn commit(&self, records: Vec<MetadataRecord>) -> Committing<'_> {
+        async move {
+            match self.quorum.propose(records).await {
+                Ok(_) => Ok(self.quorum.image()),
+                Err(QuorumError::NotLeader { leader }) => Err(MetadataError::NotController(
+                    format!("leadership moved to {leader:?}"),
+                )),
+                Err(error) => Err(MetadataError::NotController(error.to_string())),
+            }
         }
+        .boxed()
     }
 
     /// Retries while no controller is known or it cannot be reached; an answer, even a
     /// refusal, is final.
-    fn forward(&self, command: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
-        let deadline = Instant::now() + FORWARD_TIMEOUT;
-        loop {
-            match self.forward_once(command) {
-                Err(MetadataError::NotController(reason))
-                    if Instant::now() < deadline && !self.is_active() =>
-                {
-                    tracing::debug!(%reason, "controller not reachable; retrying");
-                    std::thread::sleep(RETRY_PAUSE);
+    fn forward<'a>(&'a self, command: &'a MetadataCommand) -> Forwarding<'a> {
+        async move {
+            let deadline = Instant::now() + FORWARD_TIMEOUT;
+            loop {
+                match self.forward_once(command).await {
+                    Err(MetadataError::NotController(reason))
+                        if Instant::now() < deadline && !self.is_active() =>
+                    {
+                        tracing::debug!(%reason, "controller not reachable; retrying");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    outcome => return outcome,
                 }
-                outcome => return outcome,
             }
         }
+        .boxed()
     }
-}
-
-/// Runs a future to completion from synchronous code, on a runtime thread or a blocking one.
-pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(|| runtime.block_on(future))
 }
 
 /// Answers other nodes' application calls: runs forwarded commands if this node is the
@@ -305,23 +306,23 @@ async fn run_forwarded(broker: Arc<Broker>, command: MetadataCommand) -> WireOut
             "this node is not the active controller".into(),
         ));
     }
-    let executor = broker.clone();
-    let outcome = tokio::task::spawn_blocking(move || executor.metadata.execute(command))
+    let outcome = broker
+        .metadata
+        .execute(command)
         .await
-        .map_err(|error| WireError::NotController(format!("command failed: {error}")))?
         .map_err(|error| WireError::from(&error))?;
     Ok((outcome, broker.metadata.image().records_applied))
 }
 
 /// Keeps this broker registered and heartbeating, fences silent brokers while this node is the
-/// active controller, and opens or closes partitions as the image changes; until shutdown.
+/// active controller, shrinks the ISRs of partitions it leads and gives leaderships back to
+/// preferred replicas; until shutdown.
 pub async fn run_membership(broker: Arc<Broker>, shutdown: Shutdown) {
     tokio::join!(
         heartbeats(broker.clone(), shutdown.clone()),
         fencing(broker.clone(), shutdown.clone()),
         shrink_lagging_isrs(broker.clone(), shutdown.clone()),
-        restore_preferred_leaders(broker.clone(), shutdown.clone()),
-        crate::replication::follow_leaders(broker, shutdown),
+        restore_preferred_leaders(broker, shutdown),
     );
 }
 
@@ -393,12 +394,7 @@ async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
                     }
                     controller = now;
                 }
-                let controller = broker.clone();
-                let fenced = tokio::task::spawn_blocking(move || {
-                    controller.metadata.fence_silent_brokers(session)
-                })
-                .await;
-                if let Ok(Err(error)) = fenced {
+                if let Err(error) = broker.metadata.fence_silent_brokers(session).await {
                     tracing::warn!(%error, "fencing silent brokers failed");
                 }
             }
@@ -411,15 +407,12 @@ async fn fencing(broker: Arc<Broker>, mut shutdown: Shutdown) {
 /// nothing that another broker could lead.
 pub async fn controlled_shutdown(broker: &Arc<Broker>, timeout: Duration) {
     let node_id = broker.config.node_id;
-    let runner = broker.clone();
-    let asked = tokio::task::spawn_blocking(move || {
-        runner
-            .metadata
-            .execute(MetadataCommand::ControlledShutdown { broker_id: node_id })
-    });
+    let asked = broker
+        .metadata
+        .execute(MetadataCommand::ControlledShutdown { broker_id: node_id });
     match tokio::time::timeout(timeout, asked).await {
-        Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(error))) => {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
             tracing::warn!(%error, "controlled shutdown refused; stopping anyway");
             return;
         }
@@ -468,8 +461,8 @@ pub fn request_isr_change(broker: &Arc<Broker>, partition: &Arc<Partition>, isr:
     };
     let broker = broker.clone();
     let partition = partition.clone();
-    tokio::task::spawn_blocking(move || {
-        let refused = match broker.metadata.execute(command) {
+    tokio::spawn(async move {
+        let refused = match broker.metadata.execute(command).await {
             Ok(_) => None,
             // A returning broker stays out until it is unfenced; asked again on a later fetch.
             Err(error @ cauce_metadata::MetadataError::StaleLeadership(_)) => {
@@ -496,7 +489,7 @@ async fn shrink_lagging_isrs(broker: Arc<Broker>, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
             _ = timer.tick() => {
                 let now = crate::now_ms();
-                for partition in broker.logs.all() {
+                for partition in broker.replicas.all() {
                     if let Some(isr) = partition.wanted_isr(now, max_lag) {
                         request_isr_change(&broker, &partition, isr);
                     }
@@ -521,15 +514,11 @@ async fn restore_preferred_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) 
                 if !broker.metadata.is_active() {
                     continue;
                 }
-                let controller = broker.clone();
-                let elected = tokio::task::spawn_blocking(move || {
-                    controller.metadata.execute(MetadataCommand::ElectLeaders {
-                        unclean: false,
-                        partitions: None,
-                    })
-                })
-                .await;
-                if let Ok(Err(error)) = elected {
+                let elected = broker.metadata.execute(MetadataCommand::ElectLeaders {
+                    unclean: false,
+                    partitions: None,
+                });
+                if let Err(error) = elected.await {
                     tracing::warn!(%error, "restoring preferred leaders failed");
                 }
             }
@@ -553,9 +542,8 @@ async fn heartbeat_once(broker: &Arc<Broker>, registered: bool) -> bool {
             incarnation: Some(broker.incarnation),
         }
     };
-    let runner = broker.clone();
-    match tokio::task::spawn_blocking(move || runner.metadata.execute(command)).await {
-        Ok(Ok(_)) => {
+    match broker.metadata.execute(command).await {
+        Ok(_) => {
             if !registered {
                 tracing::info!(
                     broker = broker.config.node_id,
@@ -564,10 +552,9 @@ async fn heartbeat_once(broker: &Arc<Broker>, registered: bool) -> bool {
             }
             true
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::debug!(%error, registered, "heartbeat not accepted");
             registered
         }
-        Err(_) => registered,
     }
 }

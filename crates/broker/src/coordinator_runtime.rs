@@ -27,8 +27,8 @@ use cauce_protocol::batch::BatchIter;
 use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::{Mutex, RwLock};
 
-use crate::backend::LogBackend;
 use crate::partition::Partition;
+use crate::replica_manager::ReplicaManager;
 use crate::BrokerError;
 
 /// What a coordinator keeps for one partition of its internal topic.
@@ -107,16 +107,6 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         }
     }
 
-    /// The internal topic.
-    pub fn topic(&self) -> &'static str {
-        self.topic
-    }
-
-    /// Partitions of the internal topic.
-    pub fn partition_count(&self) -> i32 {
-        self.partition_count
-    }
-
     /// Whether `partition` has been replayed here and this broker leads it.
     pub fn is_loaded(&self, partition: i32) -> bool {
         self.loaded.lock().contains(&partition)
@@ -152,7 +142,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// Serves the partitions this broker leads now: replays those it has come to lead (at
     /// startup, or after another broker failed) and drops the shards of those it no longer
     /// leads. Blocking: it reads logs.
-    pub fn follow_leadership(&self, logs: &LogBackend, now_ms: i64) -> Result<(), BrokerError> {
+    pub fn follow_leadership(&self, logs: &ReplicaManager, now_ms: i64) -> Result<(), BrokerError> {
         let _following = self.following.lock();
         let led: BTreeSet<i32> = (0..self.partition_count)
             .filter(|index| {
@@ -182,7 +172,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// serves groups before the topic exists, and the new topic's log is empty).
     fn load(
         &self,
-        logs: &LogBackend,
+        logs: &ReplicaManager,
         partition_index: i32,
         now_ms: i64,
     ) -> Result<(), BrokerError> {
@@ -241,7 +231,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
     /// Call it holding the shard's lock, so the log keeps the order of the state's changes.
     pub fn write(
         &self,
-        logs: &LogBackend,
+        logs: &ReplicaManager,
         partition_index: i32,
         entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         now_ms: i64,

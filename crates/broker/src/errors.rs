@@ -36,6 +36,7 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        LogError::KeylessRecord { .. } => ResponseError::InvalidRecord,
         LogError::RecordSetTooLarge { .. } => ResponseError::RecordListTooLarge,
         _ => ResponseError::KafkaStorageError,
     }

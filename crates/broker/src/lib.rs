@@ -5,9 +5,17 @@
 //!   is one entry of a table, from which parsing, DescribeConfigs and `config/cauce.toml` come.
 //! - [`server`]: starts everything, accepts connections, runs background tasks, shuts down.
 //! - [`connection`]: one client connection: frames in, handlers in order, responses out.
-//! - [`handlers`]: one module per API area; each decodes its request and encodes its response.
-//! - [`partition`]: a hosted partition: its log, long-poll signal and group commit.
-//! - [`backend`]: keeps the hosted partitions in step with the metadata image.
+//! - [`handlers`]: one module per API area; each decodes its request, calls the part that
+//!   serves it, and encodes its response.
+//! - [`replica_manager`]: the one owner of a partition's path (Kafka's ReplicaManager): the
+//!   hosted partitions, appends and their acknowledgement, reads and long polls, follower
+//!   progress.
+//! - [`partition`]: a hosted partition: its log, high watermark, long-poll signals and group
+//!   commit; [`replica`] is its leader's bookkeeping of the followers.
+//! - [`replication`]: the metadata applier (the hosted partitions and coordinators follow each
+//!   image) and the follower fetchers.
+//! - [`cluster`]: the metadata log over the controller quorum, registration, heartbeats,
+//!   fencing, ISR changes, controlled shutdown.
 //! - [`errors`]: the one table from internal errors to Kafka error codes.
 //! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
 //! - [`coordinator_runtime`]: what every coordinator runs on: an internal topic's partitions as
@@ -18,30 +26,30 @@
 //! - [`shutdown`]: the signal that stops listeners and connections.
 //! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
 
-pub mod backend;
-pub mod cluster;
-pub mod config;
-pub mod connection;
-pub mod coordinator_runtime;
-pub mod errors;
+pub(crate) mod cluster;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod coordinator_runtime;
+pub(crate) mod errors;
 pub mod group;
-pub mod handlers;
-pub mod high_watermarks;
-pub mod http;
-pub mod limits;
-pub mod metrics;
-pub mod partition;
-pub mod replica;
-pub mod replication;
-pub mod server;
-pub mod shutdown;
-pub mod splice;
+pub(crate) mod handlers;
+pub(crate) mod high_watermarks;
+pub(crate) mod http;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub(crate) mod partition;
+pub(crate) mod replica;
+pub(crate) mod replica_manager;
+pub(crate) mod replication;
+pub(crate) mod server;
+pub(crate) mod shutdown;
+pub(crate) mod splice;
 
 use std::sync::Arc;
 
-use cauce_metadata::MetadataManager;
-use parking_lot::Mutex;
+use cauce_metadata::{MetadataImage, MetadataManager};
 use thiserror::Error;
+use tokio::sync::watch;
 
 pub use config::BrokerConfig;
 pub use server::Server;
@@ -64,13 +72,13 @@ pub enum BrokerError {
 }
 
 /// State every connection and handler shares.
-pub struct Broker {
+pub(crate) struct Broker {
     /// The configuration the broker started with.
     pub config: BrokerConfig,
     /// Writes and publishes cluster metadata.
     pub metadata: MetadataManager,
     /// The partitions hosted here.
-    pub logs: backend::LogBackend,
+    pub replicas: replica_manager::ReplicaManager,
     /// Consumer groups and committed offsets.
     pub groups: group::GroupCoordinator,
     /// Request counters and the connection gauge, for `/metrics`.
@@ -83,14 +91,20 @@ pub struct Broker {
     /// This run of the broker process, sent when it registers: a registration from a new run
     /// tells the controller the broker restarted.
     pub incarnation: uuid::Uuid,
-    /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata log.
-    producer_ids: Mutex<std::ops::Range<i64>>,
+    /// Producer ids handed out but not yet used: the rest of the block reserved in the metadata
+    /// log (held while a new block is reserved, so that one reservation serves every waiter).
+    producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
+    /// How many metadata records the hosted logs and coordinators reflect: the image the
+    /// metadata applier last finished applying.
+    logs_applied: watch::Sender<u64>,
     /// The bytes of requests read but not yet answered (`queued.max.request.bytes`).
     pub request_memory: limits::RequestMemory,
     /// Open connections, in all and per address (`max.connections`, `max.connections.per.ip`).
     pub connection_limits: Arc<limits::ConnectionLimits>,
 }
 
+/// How long a metadata change's answer waits for the hosted logs to reflect it.
+const LOGS_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How many producer ids one metadata record reserves.
 const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
@@ -99,7 +113,7 @@ impl Broker {
     pub fn new(
         config: BrokerConfig,
         metadata: MetadataManager,
-        logs: backend::LogBackend,
+        replicas: replica_manager::ReplicaManager,
         quorum: Option<cauce_metadata::quorum::Quorum>,
     ) -> Arc<Broker> {
         let settings = group::coordinator::CoordinatorSettings {
@@ -132,39 +146,67 @@ impl Broker {
         Arc::new(Broker {
             config,
             metadata,
-            logs,
+            replicas,
             groups,
             metrics: metrics::BrokerMetrics::default(),
             quorum,
             stopping: std::sync::atomic::AtomicBool::new(false),
             incarnation: uuid::Uuid::new_v4(),
-            producer_ids: Mutex::new(0..0),
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            logs_applied: watch::Sender::new(0),
             request_memory,
             connection_limits,
         })
     }
 
     /// Hands out a producer id that no other producer of this cluster has had.
-    pub fn next_producer_id(&self) -> Result<i64, BrokerError> {
-        let mut ids = self.producer_ids.lock();
+    pub async fn next_producer_id(&self) -> Result<i64, BrokerError> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.is_empty() {
             *ids = self
                 .metadata
-                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)?;
+                .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+                .await?;
         }
         let id = ids.start;
         ids.start += 1;
         Ok(id)
     }
 
-    /// Applies the current metadata image to the hosted partitions.
-    pub fn sync_logs(&self) -> Result<(), BrokerError> {
-        self.logs.apply(&self.metadata.image())
+    /// Makes the hosted partitions and the coordinators match `image`: opens, closes and
+    /// reconfigures logs, moves leaderships, loads and unloads coordinator shards. Blocking (it
+    /// opens files and replays partitions); only the metadata applier and the start call it.
+    pub fn apply_metadata(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let applied = self
+            .replicas
+            .apply(image)
+            .and_then(|()| self.groups.follow_leadership(self));
+        // Sent even after a failure (logged by the caller): waiters answer with what is hosted.
+        self.logs_applied.send_replace(image.records_applied);
+        applied
+    }
+
+    /// Waits until the hosted logs reflect the metadata image as this node has it now, so that
+    /// a topic just created can be written at once; [`LOGS_APPLY_WAIT`] at most, after which
+    /// clients get the retriable errors of a partition not hosted yet.
+    pub async fn logs_caught_up(&self) {
+        let wanted = self.metadata.image().records_applied;
+        let mut applied = self.logs_applied.subscribe();
+        let caught_up = applied.wait_for(|applied| *applied >= wanted);
+        if tokio::time::timeout(LOGS_APPLY_WAIT, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                records = wanted,
+                "the hosted logs still trail the metadata image"
+            );
+        }
     }
 }
 
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)

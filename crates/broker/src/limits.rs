@@ -167,6 +167,7 @@ impl RequestMemory {
     }
 
     /// Bytes not charged to any request now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.pool.available_permits()
     }
@@ -179,6 +180,7 @@ impl RequestBytes {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.permits
             .as_ref()

@@ -299,7 +299,7 @@ pub fn collect(broker: &Broker) -> Snapshot {
             partition.leader == node_id && partition.isr.len() < partition.replicas.len()
         })
         .count() as u64;
-    let mut partitions = broker.logs.all();
+    let mut partitions = broker.replicas.all();
     partitions.sort_by(|left, right| (&left.topic, left.index).cmp(&(&right.topic, right.index)));
     for partition in &partitions {
         let (bytes_in, records_in, bytes_out) = partition.traffic.read();
@@ -330,7 +330,7 @@ pub fn collect(broker: &Broker) -> Snapshot {
     groups.dedup();
     for group in groups {
         for ((topic, index), committed) in broker.groups.committed(&group) {
-            let Some(partition) = broker.logs.partition(&topic, index) else {
+            let Some(partition) = broker.replicas.partition(&topic, index) else {
                 continue;
             };
             if committed.offset < 0 {

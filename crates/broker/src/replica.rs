@@ -99,6 +99,7 @@ impl ReplicaSet {
     }
 
     /// The high watermark.
+    #[cfg(test)]
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
     }

@@ -52,20 +52,18 @@ struct Followed {
     leader_epoch: i32,
 }
 
-/// Follows the committed metadata images: opens and closes partitions and moves leaderships
-/// to match each one, then runs a fetcher for every leader this broker follows partitions of;
-/// until shutdown.
+/// The metadata applier, the one task that applies committed metadata to this broker, on a
+/// single node and in a cluster alike: for each image, opens, closes and reconfigures
+/// partitions, moves leaderships and coordinator shards ([`Broker::apply_metadata`]), then
+/// runs a fetcher for every leader this broker follows partitions of; until shutdown.
 pub async fn follow_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut images = broker.metadata.subscribe();
     let mut fetchers: HashMap<i32, watch::Sender<Vec<Followed>>> = HashMap::new();
     loop {
-        let image = broker.metadata.image();
-        let syncer = broker.clone();
-        let synced = tokio::task::spawn_blocking(move || {
-            syncer.sync_logs()?;
-            syncer.groups.follow_leadership(&syncer)
-        })
-        .await;
+        let image = images.borrow_and_update().clone();
+        let applier = broker.clone();
+        let applied = image.clone();
+        let synced = tokio::task::spawn_blocking(move || applier.apply_metadata(&applied)).await;
         if let Ok(Err(error)) = synced {
             tracing::error!(%error, "applying the metadata image to the logs failed");
         }
@@ -118,7 +116,7 @@ fn followed_by_leader(
             }
             let (Some(registration), Some(partition)) = (
                 image.brokers.get(&leader),
-                broker.logs.partition(&topic.name, assignment.partition),
+                broker.replicas.partition(&topic.name, assignment.partition),
             ) else {
                 continue;
             };

@@ -10,8 +10,8 @@ use cauce_metadata::MetadataManager;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::backend::{LogBackend, METADATA_DIR_NAME};
 use crate::cluster::QuorumLog;
+use crate::replica_manager::{ReplicaManager, METADATA_DIR_NAME};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::{now_ms, Broker, BrokerConfig, BrokerError};
 
@@ -75,10 +75,11 @@ impl Server {
                 config.node_id,
                 &host,
                 port as i32,
-            )?;
+            )
+            .await?;
             (metadata, None)
         };
-        let logs = LogBackend::new(
+        let logs = ReplicaManager::new(
             &config.data_dir,
             config.node_id,
             config.topic_defaults.clone(),
@@ -87,13 +88,12 @@ impl Server {
         if let Some(quorum) = &quorum {
             crate::cluster::install_controller_handler(&broker, quorum);
         }
+        // The hosted logs are open before the first client connects; the metadata applier
+        // keeps them in step from then on.
         let opener = broker.clone();
-        tokio::task::spawn_blocking(move || {
-            opener.sync_logs()?;
-            opener.groups.follow_leadership(&opener)
-        })
-        .await
-        .expect("log opening panicked")?;
+        tokio::task::spawn_blocking(move || opener.apply_metadata(&opener.metadata.image()))
+            .await
+            .expect("log opening panicked")?;
         let (trigger, shutdown) = shutdown::channel();
         Ok(Server {
             broker,
@@ -115,11 +115,6 @@ impl Server {
         self.broker.config.metrics_listen
     }
 
-    /// Shared state, for embedding and tests.
-    pub fn broker(&self) -> Arc<Broker> {
-        self.broker.clone()
-    }
-
     /// Accepts connections until `stop` resolves, then shuts down cleanly: stops accepting,
     /// lets connections answer what they accepted, flushes and closes every log.
     pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), BrokerError> {
@@ -132,6 +127,10 @@ impl Server {
             shutdown,
         } = self;
         let background = tokio::spawn(background_tasks(broker.clone(), shutdown.clone()));
+        let applier = tokio::spawn(crate::replication::follow_leaders(
+            broker.clone(),
+            shutdown.clone(),
+        ));
         let membership = quorum.as_ref().map(|_| {
             tokio::spawn(crate::cluster::run_membership(
                 broker.clone(),
@@ -198,6 +197,7 @@ impl Server {
         }
         let _ = background.await;
         let _ = cleaner.await;
+        let _ = applier.await;
         if let Some(membership) = membership {
             let _ = membership.await;
         }
@@ -207,7 +207,7 @@ impl Server {
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
-        tokio::task::spawn_blocking(move || broker.logs.close_all())
+        tokio::task::spawn_blocking(move || broker.replicas.close_all())
             .await
             .expect("log closing panicked");
         tracing::info!("shut down cleanly");
@@ -266,7 +266,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
             }
             _ = flush.tick() => {
                 let now = now_ms();
-                for partition in broker.logs.all() {
+                for partition in broker.replicas.all() {
                     if partition.with_log(|log| flush_due(log, now)) {
                         partition.start_group_commit();
                     }
@@ -279,7 +279,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
             }
             _ = checkpoint.tick() => {
                 let broker = broker.clone();
-                let written = tokio::task::spawn_blocking(move || broker.logs.checkpoint_high_watermarks()).await;
+                let written = tokio::task::spawn_blocking(move || broker.replicas.checkpoint_high_watermarks()).await;
                 if let Ok(Err(error)) = written {
                     tracing::warn!(%error, "writing the high-watermark checkpoint failed");
                 }
@@ -304,7 +304,7 @@ async fn log_cleaner(broker: Arc<Broker>, mut shutdown: Shutdown) {
             _ = backoff.tick() => {}
             _ = shutdown.wait() => return,
         }
-        for partition in broker.logs.all() {
+        for partition in broker.replicas.all() {
             if shutdown.is_triggered() {
                 return;
             }
@@ -362,7 +362,7 @@ fn flush_due(log: &cauce_log::Log, now_ms: i64) -> bool {
 
 fn enforce_retention(broker: &Broker) {
     let now = now_ms();
-    for partition in broker.logs.all() {
+    for partition in broker.replicas.all() {
         if let Err(error) = partition.with_log(|log| log.enforce_retention(now)) {
             tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed");
         }

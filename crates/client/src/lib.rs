@@ -19,11 +19,11 @@
 //! - [`error`]: [`ClientError`], which keeps Kafka error codes and the broker's messages.
 
 pub mod admin;
-pub mod client;
-pub mod connection;
-pub mod error;
-pub mod retry;
-pub mod versions;
+mod client;
+mod connection;
+mod error;
+mod retry;
+mod versions;
 
 pub use client::{Client, Route, COORDINATOR_GROUP, COORDINATOR_TRANSACTION};
 pub use connection::{ClientOptions, Connection};

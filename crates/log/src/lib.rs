@@ -82,7 +82,6 @@ pub enum LogError {
     /// A produced batch failed validation; the variant says which Kafka error applies.
     #[error(transparent)]
     Batch(#[from] BatchError),
-    /// One append larger than a whole segment (Kafka's RECORD_BATCH_TOO_LARGE).
     /// Replicated batches do not continue the log where it ends.
     #[error("replicated batch starts at offset {found}, but the log ends at {expected}")]
     ReplicaOffsetMismatch {
@@ -91,6 +90,7 @@ pub enum LogError {
         /// The batch's base offset.
         found: i64,
     },
+    /// One append larger than a whole segment (Kafka's RECORD_BATCH_TOO_LARGE).
     #[error("record set of {size} bytes is larger than segment.bytes {segment_bytes}")]
     RecordSetTooLarge {
         /// Bytes in the append.
@@ -117,6 +117,15 @@ pub enum LogError {
         current_epoch: i16,
         /// Epoch in the batch.
         request_epoch: i16,
+    },
+    /// A record a compacted topic cannot take: one without a key, or one in a batch that
+    /// cannot be read to find out (Kafka's INVALID_RECORD).
+    #[error("{reason} (batch at offset {base_offset})")]
+    KeylessRecord {
+        /// The batch's base offset as the producer sent it.
+        base_offset: i64,
+        /// What is wrong.
+        reason: String,
     },
     /// A CreateTime timestamp outside the allowed window (Kafka's INVALID_TIMESTAMP).
     #[error(

@@ -324,6 +324,9 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         let headers = batch::validate_batches(records, self.config.max_message_bytes as usize)?;
+        if self.config.cleanup_policy_compact {
+            check_keys(records, self.config.max_decompressed_bytes())?;
+        }
         let segment_bytes = self.config.effective_segment_bytes();
         if records.len() as u64 > segment_bytes {
             return Err(LogError::RecordSetTooLarge {
@@ -718,4 +721,25 @@ impl Log {
         );
         Ok(())
     }
+}
+
+/// Checks that every record of every non-control batch has a key, as a compacted topic needs
+/// (the one append check that reads inside batches, and only for these topics); a batch that
+/// cannot be read (corrupt, or decompressing to more than `max_decompressed` bytes) is refused
+/// too.
+fn check_keys(records: &[u8], max_decompressed: usize) -> Result<(), LogError> {
+    for batch in batch::BatchIter::new(records).filter(|batch| !batch.header.is_control()) {
+        let refused = |reason: String| LogError::KeylessRecord {
+            base_offset: batch.header.base_offset,
+            reason,
+        };
+        let (_, mut iterator) = cauce_protocol::records::records(batch.bytes, max_decompressed)
+            .map_err(|error| refused(format!("batch cannot be read: {error}")))?;
+        if iterator.any(|record| record.map_or(true, |record| record.key.is_none())) {
+            return Err(refused(
+                "compacted topic cannot accept a record without a key".into(),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -18,12 +18,12 @@ pub mod command;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod image;
-pub mod liveness;
+mod image;
+mod liveness;
 pub mod manager;
 pub mod quorum;
-pub mod record;
-pub mod store;
+mod record;
+mod store;
 pub mod topic_config;
 
 pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cauce_metadata::command::{CommandOutcome, MetadataCommand};
-use cauce_metadata::manager::{LocalLog, RecordLog};
+use cauce_metadata::command::MetadataCommand;
+use cauce_metadata::manager::{Committing, Forwarding, LocalLog, RecordLog};
 use cauce_metadata::{MetadataError, MetadataImage, MetadataManager, MetadataRecord};
+use futures::FutureExt;
 use parking_lot::Mutex;
 use proptest::prelude::Rng;
 use proptest::test_runner::{RngAlgorithm, TestRng};
@@ -47,14 +48,13 @@ impl RecordLog for SwitchableLog {
         self.is_active().then_some(1)
     }
 
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
+    fn commit(&self, records: Vec<MetadataRecord>) -> Committing<'_> {
         self.local.commit(records)
     }
 
-    fn forward(&self, _: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
-        Err(MetadataError::NotController(
-            "another node is active".into(),
-        ))
+    fn forward<'a>(&'a self, _: &'a MetadataCommand) -> Forwarding<'a> {
+        let refused = MetadataError::NotController("another node is active".into());
+        futures::future::ready(Err(refused)).boxed()
     }
 }
 
@@ -63,6 +63,8 @@ struct Controller {
     manager: MetadataManager,
     log: Arc<SwitchableLog>,
     now: Arc<Mutex<Instant>>,
+    /// Runs the manager's calls (its commits are tasks), on this thread.
+    runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
 
@@ -80,6 +82,9 @@ impl Controller {
             manager,
             log,
             now,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime"),
             _dir: dir,
         }
     }
@@ -97,25 +102,29 @@ impl Controller {
     }
 
     fn register(&self, broker_id: i32, incarnation: Uuid) {
-        self.manager
-            .execute(MetadataCommand::RegisterBroker {
-                broker_id,
-                host: "127.0.0.1".into(),
-                port: 9000 + broker_id,
-                rack: None,
-                incarnation: Some(incarnation),
-            })
-            .unwrap();
+        self.run(MetadataCommand::RegisterBroker {
+            broker_id,
+            host: "127.0.0.1".into(),
+            port: 9000 + broker_id,
+            rack: None,
+            incarnation: Some(incarnation),
+        });
     }
 
     fn heartbeat(&self, broker_id: i32) {
-        self.manager
-            .execute(MetadataCommand::BrokerHeartbeat { broker_id })
+        self.run(MetadataCommand::BrokerHeartbeat { broker_id });
+    }
+
+    fn run(&self, command: MetadataCommand) {
+        self.runtime
+            .block_on(self.manager.execute(command))
             .unwrap();
     }
 
     fn fence_silent(&self) -> Vec<i32> {
-        self.manager.fence_silent_brokers(SESSION).unwrap()
+        self.runtime
+            .block_on(self.manager.fence_silent_brokers(SESSION))
+            .unwrap()
     }
 
     fn fenced(&self, broker_id: i32) -> bool {

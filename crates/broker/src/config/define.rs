@@ -21,7 +21,9 @@ pub struct BrokerKeyDef {
     pub aliases: &'static [&'static str],
     /// The value type DescribeConfigs reports; it also decides quoting in `config/cauce.toml`.
     pub kind: ConfigKind,
-    /// The heading of `config/cauce.toml` the key is listed under.
+    /// The heading of `config/cauce.toml` the key is listed under (read by the generator of
+    /// that file, which only the test of the shipped file runs).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub section: &'static str,
     /// The one documentation of the key, as lines: the field's doc comment, the comment in
     /// `config/cauce.toml` and DescribeConfigs' documentation all come from it.
@@ -46,6 +48,7 @@ impl BrokerKeyDef {
     }
 
     /// The default value as text: what [`BrokerConfig::default`] shows for the key.
+    #[cfg(test)]
     pub fn default_text(&self) -> String {
         (self.show)(&BrokerConfig::default())
     }

@@ -15,19 +15,19 @@
 //! - This module: reading a file, [`BrokerConfig::set`] for one key, and what DescribeConfigs
 //!   asks of a broker.
 
-pub mod default_file;
+#[cfg(test)]
+mod default_file;
 mod define;
 mod keys;
-pub mod values;
+mod values;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use cauce_metadata::topic_config::{validate_value, TOPIC_CONFIGS};
 
-pub use define::{BrokerKeyDef, SetKey, ShowKey};
-pub use keys::{BrokerConfig, BROKER_KEYS, DEFAULT_LOGGING_LEVEL};
-pub use values::parse_listener;
+pub use define::BrokerKeyDef;
+pub use keys::{BrokerConfig, BROKER_KEYS};
 
 use crate::BrokerError;
 

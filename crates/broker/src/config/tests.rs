@@ -1,5 +1,6 @@
 //! Tests of parsing, of the key tables and of the shipped `config/cauce.toml`.
 
+use super::keys::DEFAULT_LOGGING_LEVEL;
 use super::*;
 
 #[test]

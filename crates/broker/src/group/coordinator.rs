@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
 use cauce_metadata::TopicRequest;
-use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use super::consumer_group::{
@@ -79,7 +78,7 @@ pub struct GroupCoordinator {
     next_token: AtomicU64,
     /// Held while `__consumer_offsets` is created and its partitions replayed, so that no
     /// request sees the new topic before this broker serves it.
-    offsets_topic_creation: Mutex<()>,
+    offsets_topic_creation: tokio::sync::Mutex<()>,
 }
 
 impl GroupCoordinator {
@@ -91,7 +90,7 @@ impl GroupCoordinator {
                 GroupShard::default()
             }),
             next_token: AtomicU64::new(1),
-            offsets_topic_creation: Mutex::new(()),
+            offsets_topic_creation: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -125,11 +124,12 @@ impl GroupCoordinator {
         self.runtime.shard_or_new(self.partition_of(group_id))
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet (blocking: it writes metadata).
-    /// A cluster waits until `offsets.topic.replication.factor` brokers are live, as Kafka
-    /// does; a single node keeps one copy.
-    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
-        let _creation = self.offsets_topic_creation.lock();
+    /// Creates `__consumer_offsets` if it does not exist yet, and waits until this broker has
+    /// applied it (opened its partitions, loaded the shards it leads). A cluster waits until
+    /// `offsets.topic.replication.factor` brokers are live, as Kafka does; a single node keeps
+    /// one copy.
+    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
+        let _creation = self.offsets_topic_creation.lock().await;
         let image = broker.metadata.image();
         if image.topic(OFFSETS_TOPIC).is_some() {
             return Ok(());
@@ -162,19 +162,19 @@ impl GroupCoordinator {
                 ),
             ]),
         };
-        match broker.metadata.create_topic(&request, false) {
+        match broker.metadata.create_topic(&request, false).await {
             Ok(_) | Err(cauce_metadata::MetadataError::TopicAlreadyExists(_)) => {}
             Err(error) => return Err(error.into()),
         }
-        broker.sync_logs()?;
-        self.follow_leadership(broker)
+        broker.logs_caught_up().await;
+        Ok(())
     }
 
     /// Serves the `__consumer_offsets` partitions this broker leads now: replays those it has
     /// come to lead (at startup, or after another broker failed) and forgets the groups of those
     /// it no longer leads. Blocking: it reads logs.
     pub fn follow_leadership(&self, broker: &Broker) -> Result<(), BrokerError> {
-        self.runtime.follow_leadership(&broker.logs, now_ms())
+        self.runtime.follow_leadership(&broker.replicas, now_ms())
     }
 
     /// Appends a group's metadata record without waiting for the other replicas: this runs under
@@ -190,7 +190,7 @@ impl GroupCoordinator {
         let value = group_value(&persisted(group));
         let entries = vec![(group_key(&group.group_id), Some(value))];
         if let Err(error) = self.runtime.write(
-            &broker.logs,
+            &broker.replicas,
             self.partition_of(&group.group_id),
             entries,
             now_ms(),
@@ -451,8 +451,12 @@ impl GroupCoordinator {
                     )
                 })
                 .collect();
-            self.runtime
-                .write(&broker.logs, self.partition_of(group_id), entries, now_ms())
+            self.runtime.write(
+                &broker.replicas,
+                self.partition_of(group_id),
+                entries,
+                now_ms(),
+            )
         };
         // Like Kafka's coordinator, write with acks=all: a commit answered before the other
         // in-sync replicas have it could be lost if this broker failed.
@@ -618,8 +622,12 @@ impl GroupCoordinator {
                 .map(|(topic, partition)| (offset_key(group_id, topic, *partition), None))
                 .collect();
             entries.push((group_key(group_id), None));
-            self.runtime
-                .write(&broker.logs, self.partition_of(group_id), entries, now_ms())?
+            self.runtime.write(
+                &broker.replicas,
+                self.partition_of(group_id),
+                entries,
+                now_ms(),
+            )?
         };
         written.replicated(REPLICATION_TIMEOUT).await?;
         let mut shard = shard.lock();
@@ -681,7 +689,7 @@ impl GroupCoordinator {
             let written = self
                 .runtime
                 .write(
-                    &broker.logs,
+                    &broker.replicas,
                     self.partition_of(group_id),
                     tombstones,
                     now_ms(),

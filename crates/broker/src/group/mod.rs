@@ -7,10 +7,10 @@
 //! - [`shard`]: the groups of one `__consumer_offsets` partition, and their replay.
 //! - [`records`]: Kafka's key and value formats of `__consumer_offsets`.
 
-pub mod consumer_group;
-pub mod coordinator;
+pub(crate) mod consumer_group;
+pub(crate) mod coordinator;
 pub mod records;
-pub mod shard;
-pub mod state;
+pub(crate) mod shard;
+pub(crate) mod state;
 
-pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};
+pub(crate) use coordinator::{GroupCoordinator, OFFSETS_TOPIC};

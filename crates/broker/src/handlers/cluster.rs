@@ -74,12 +74,12 @@ pub fn elect_leaders(context: Context, request: ElectLeadersRequest) -> Reply {
             })
             .collect()
     });
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         let command = MetadataCommand::ElectLeaders {
             unclean,
             partitions,
         };
-        match context.broker.metadata.execute(command) {
+        match context.broker.metadata.execute(command).await {
             Ok(CommandOutcome::Elections(results)) => election_response(results, unclean),
             Ok(_) => ElectLeadersResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code()),
@@ -222,51 +222,42 @@ pub fn alter_partition_reassignments(
     context: Context,
     request: AlterPartitionReassignmentsRequest,
 ) -> Reply {
-    context.respond_blocking(move |context| {
-        let responses = request
-            .topics
-            .iter()
-            .map(|topic| {
-                let partitions =
-                    topic
-                        .partitions
-                        .iter()
-                        .map(|partition| {
-                            let command = match &partition.replicas {
-                                None => MetadataCommand::CancelReassignment {
-                                    topic: topic.name.to_string(),
-                                    partition: partition.partition_index,
-                                },
-                                Some(replicas) => MetadataCommand::Reassign {
-                                    topic: topic.name.to_string(),
-                                    partition: partition.partition_index,
-                                    target: replicas.iter().map(|id| id.0).collect(),
-                                },
-                            };
-                            let outcome =
-                                context.broker.metadata.execute(command).map(drop).map_err(
-                                    |error| {
-                                        (
-                                            crate::errors::metadata_error_code(&error),
-                                            error.to_string(),
-                                        )
-                                    },
-                                );
-                            let (error, message) = match outcome {
-                                Ok(()) => (0, None),
-                                Err((error, message)) => (error.code(), Some(text(message))),
-                            };
-                            ReassignablePartitionResponse::default()
-                                .with_partition_index(partition.partition_index)
-                                .with_error_code(error)
-                                .with_error_message(message)
-                        })
-                        .collect();
+    context.respond_later(|context| async move {
+        let mut responses = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for partition in &topic.partitions {
+                let command = match &partition.replicas {
+                    None => MetadataCommand::CancelReassignment {
+                        topic: topic.name.to_string(),
+                        partition: partition.partition_index,
+                    },
+                    Some(replicas) => MetadataCommand::Reassign {
+                        topic: topic.name.to_string(),
+                        partition: partition.partition_index,
+                        target: replicas.iter().map(|id| id.0).collect(),
+                    },
+                };
+                let (error, message) = match context.broker.metadata.execute(command).await {
+                    Ok(_) => (0, None),
+                    Err(error) => (
+                        crate::errors::metadata_error_code(&error).code(),
+                        Some(text(error.to_string())),
+                    ),
+                };
+                partitions.push(
+                    ReassignablePartitionResponse::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_error_code(error)
+                        .with_error_message(message),
+                );
+            }
+            responses.push(
                 ReassignableTopicResponse::default()
                     .with_name(topic.name.clone())
-                    .with_partitions(partitions)
-            })
-            .collect();
+                    .with_partitions(partitions),
+            );
+        }
         AlterPartitionReassignmentsResponse::default().with_responses(responses)
     })
 }

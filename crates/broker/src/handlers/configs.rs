@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use cauce_metadata::topic_config::{
     effective_topic_configs, topic_config_def, ConfigKind, ConfigSource, TOPIC_CONFIGS,
 };
-use cauce_metadata::{ConfigResource, MetadataError};
+use cauce_metadata::{ConfigResource, MetadataError, MetadataImage};
 use cauce_protocol::kafka::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use cauce_protocol::kafka::messages::{
-    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
-    AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    alter_configs_response, incremental_alter_configs_request, incremental_alter_configs_response,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use cauce_protocol::kafka::protocol::StrBytes;
 use cauce_protocol::ResponseError;
 
 use super::{text, Context, Reply};
@@ -50,7 +51,7 @@ struct Described {
 
 pub fn describe_configs(context: Context, request: DescribeConfigsRequest) -> Reply {
     let image = context.broker.metadata.image();
-    let defaults = context.broker.logs.topic_defaults();
+    let defaults = context.broker.replicas.topic_defaults();
     let results = request
         .resources
         .iter()
@@ -183,7 +184,7 @@ fn describe_broker(context: &Context) -> Vec<Described> {
         .collect();
     // No broker key shares a name with a topic key's broker-level default (a config test
     // checks every name is defined once), so the two lists are simply joined.
-    let defaults = context.broker.logs.topic_defaults();
+    let defaults = context.broker.replicas.topic_defaults();
     for def in TOPIC_CONFIGS {
         let (value, source) = match defaults.get(def.broker_synonym) {
             Some(value) => (value.clone(), static_code),
@@ -233,47 +234,39 @@ fn resource_for(
     }
 }
 
+/// A key set to a value (`Some`) or removed (`None`).
+type ConfigChange = (String, Option<String>);
+
 fn error_pair(error: MetadataError) -> (ResponseError, String) {
     (metadata_error_code(&error), error.to_string())
 }
 
 pub fn alter_configs(context: Context, request: AlterConfigsRequest) -> Reply {
-    context.respond_blocking(move |context| {
-        let responses = request
-            .resources
-            .iter()
-            .map(|resource| {
-                let changes: Vec<(String, Option<String>)> = resource
-                    .configs
-                    .iter()
-                    .map(|config| {
-                        (
-                            config.name.to_string(),
-                            config.value.as_ref().map(|value| value.to_string()),
-                        )
-                    })
-                    .collect();
-                let outcome =
-                    resource_for(context, resource.resource_type, &resource.resource_name)
-                        .and_then(|target| {
-                            context
-                                .broker
-                                .metadata
-                                .alter_configs(target, &changes, true, request.validate_only)
-                                .map_err(error_pair)
-                        });
-                let (code, message) = match outcome {
-                    Ok(()) => (0, None),
-                    Err((error, message)) => (error.code(), Some(text(message))),
-                };
+    context.respond_later(|context| async move {
+        let mut responses = Vec::with_capacity(request.resources.len());
+        for resource in &request.resources {
+            let changes: Vec<(String, Option<String>)> = resource
+                .configs
+                .iter()
+                .map(|config| {
+                    (
+                        config.name.to_string(),
+                        config.value.as_ref().map(|value| value.to_string()),
+                    )
+                })
+                .collect();
+            let target = resource_for(&context, resource.resource_type, &resource.resource_name);
+            let (code, message) =
+                alter(&context, target, changes, true, request.validate_only).await;
+            responses.push(
                 alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone())
                     .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect();
-        apply_config_changes(context);
+                    .with_error_message(message),
+            );
+        }
+        context.broker.logs_caught_up().await;
         AlterConfigsResponse::default().with_responses(responses)
     })
 }
@@ -282,66 +275,92 @@ pub fn incremental_alter_configs(
     context: Context,
     request: IncrementalAlterConfigsRequest,
 ) -> Reply {
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         let image = context.broker.metadata.image();
-        let responses = request
-            .resources
-            .iter()
-            .map(|resource| {
-                let outcome =
-                    resource_for(context, resource.resource_type, &resource.resource_name)
-                        .and_then(|target| {
-                            let current = match &target {
-                                ConfigResource::Topic(name) => image
-                                    .topic(name)
-                                    .map(|topic| topic.configs.clone())
-                                    .unwrap_or_default(),
-                                ConfigResource::Broker(name) => {
-                                    image.broker_configs.get(name).cloned().unwrap_or_default()
-                                }
-                            };
-                            let mut changes = Vec::new();
-                            for config in &resource.configs {
-                                let name = config.name.to_string();
-                                let value = config.value.as_ref().map(|value| value.to_string());
-                                let change = match config.config_operation {
-                                    SET => value,
-                                    DELETE => None,
-                                    APPEND | SUBTRACT => Some(edit_list(
-                                        &name,
-                                        current.get(&name),
-                                        value.as_deref(),
-                                        config.config_operation == APPEND,
-                                    )?),
-                                    other => {
-                                        return Err((
-                                            ResponseError::InvalidRequest,
-                                            format!("config operation {other} is unknown"),
-                                        ))
-                                    }
-                                };
-                                changes.push((name, change));
-                            }
-                            context
-                                .broker
-                                .metadata
-                                .alter_configs(target, &changes, false, request.validate_only)
-                                .map_err(error_pair)
-                        });
-                let (code, message) = match outcome {
-                    Ok(()) => (0, None),
-                    Err((error, message)) => (error.code(), Some(text(message))),
-                };
+        let mut responses = Vec::with_capacity(request.resources.len());
+        for resource in &request.resources {
+            let target = resource_for(&context, resource.resource_type, &resource.resource_name);
+            let changes = match &target {
+                Ok(target) => incremental_changes(&image, target, resource),
+                Err(_) => Ok(Vec::new()),
+            };
+            let (code, message) = match changes {
+                Ok(changes) => alter(&context, target, changes, false, request.validate_only).await,
+                Err((error, message)) => (error.code(), Some(text(message))),
+            };
+            responses.push(
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(resource.resource_type)
                     .with_resource_name(resource.resource_name.clone())
                     .with_error_code(code)
-                    .with_error_message(message)
-            })
-            .collect();
-        apply_config_changes(context);
+                    .with_error_message(message),
+            );
+        }
+        context.broker.logs_caught_up().await;
         IncrementalAlterConfigsResponse::default().with_responses(responses)
     })
+}
+
+/// Has the controller change `target`'s keys; the error code and message to answer with.
+async fn alter(
+    context: &Context,
+    target: Result<ConfigResource, (ResponseError, String)>,
+    changes: Vec<ConfigChange>,
+    replace_all: bool,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let outcome = match target {
+        Ok(target) => context
+            .broker
+            .metadata
+            .alter_configs(target, &changes, replace_all, validate_only)
+            .await
+            .map_err(error_pair),
+        Err(refused) => Err(refused),
+    };
+    match outcome {
+        Ok(()) => (0, None),
+        Err((error, message)) => (error.code(), Some(text(message))),
+    }
+}
+
+/// The changes an IncrementalAlterConfigs resource asks for, as set (`Some`) or removed
+/// (`None`) keys: APPEND and SUBTRACT are resolved against the current value.
+fn incremental_changes(
+    image: &MetadataImage,
+    target: &ConfigResource,
+    resource: &incremental_alter_configs_request::AlterConfigsResource,
+) -> Result<Vec<ConfigChange>, (ResponseError, String)> {
+    let current = match target {
+        ConfigResource::Topic(name) => image
+            .topic(name)
+            .map(|topic| topic.configs.clone())
+            .unwrap_or_default(),
+        ConfigResource::Broker(name) => image.broker_configs.get(name).cloned().unwrap_or_default(),
+    };
+    let mut changes = Vec::new();
+    for config in &resource.configs {
+        let name = config.name.to_string();
+        let value = config.value.as_ref().map(|value| value.to_string());
+        let change = match config.config_operation {
+            SET => value,
+            DELETE => None,
+            APPEND | SUBTRACT => Some(edit_list(
+                &name,
+                current.get(&name),
+                value.as_deref(),
+                config.config_operation == APPEND,
+            )?),
+            other => {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    format!("config operation {other} is unknown"),
+                ))
+            }
+        };
+        changes.push((name, change));
+    }
+    Ok(changes)
 }
 
 /// APPEND and SUBTRACT apply to list-typed keys only.
@@ -378,10 +397,4 @@ fn edit_list(
         }
     }
     Ok(items.join(","))
-}
-
-fn apply_config_changes(context: &Context) {
-    if let Err(error) = context.broker.sync_logs() {
-        tracing::error!(%error, "applying config changes to logs failed");
-    }
 }

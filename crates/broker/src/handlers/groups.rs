@@ -51,7 +51,7 @@ pub fn group_refusal(broker: &Broker, group_id: &str) -> Option<ResponseError> {
     } else {
         let index = broker.groups.partition_of(group_id);
         let leads = broker
-            .logs
+            .replicas
             .partition(OFFSETS_TOPIC, index)
             .is_some_and(|partition| partition.is_leader());
         // Led here but not replayed yet: the client retries soon rather than looking elsewhere.
@@ -63,20 +63,16 @@ pub fn group_refusal(broker: &Broker, group_id: &str) -> Option<ResponseError> {
     }
 }
 
-/// Creates `__consumer_offsets` if it does not exist yet, off the reactor (it writes metadata
-/// and replays partitions).
+/// Creates `__consumer_offsets` if it does not exist yet.
 pub async fn offsets_topic_ready(broker: &Arc<Broker>) -> Result<(), BrokerError> {
     if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
         return Ok(());
     }
-    let broker = broker.clone();
-    tokio::task::spawn_blocking(move || broker.groups.ensure_offsets_topic(&broker))
-        .await
-        .map_err(|error| BrokerError::Config(format!("creating {OFFSETS_TOPIC} failed: {error}")))?
+    broker.groups.ensure_offsets_topic(broker).await
 }
 
 pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Reply {
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         let keys: Vec<String> = if context.version >= BATCHED_FIND_COORDINATOR_VERSION {
             request
                 .coordinator_keys
@@ -86,6 +82,15 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
         } else {
             vec![request.key.to_string()]
         };
+        let offsets_topic =
+            if request.key_type == GROUP_KEY_TYPE && keys.iter().any(|key| valid_group_id(key)) {
+                offsets_topic_ready(&context.broker).await
+            } else {
+                Ok(())
+            };
+        if let Err(error) = &offsets_topic {
+            tracing::warn!(%error, "__consumer_offsets is not available");
+        }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
             .map(|key| {
@@ -108,8 +113,7 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
                 if !valid_group_id(&key) {
                     return refused(ResponseError::InvalidGroupId, "the group id is empty");
                 }
-                if let Err(error) = context.broker.groups.ensure_offsets_topic(&context.broker) {
-                    tracing::warn!(%error, "__consumer_offsets is not available");
+                if offsets_topic.is_err() {
                     return refused(
                         ResponseError::CoordinatorNotAvailable,
                         "the offsets topic is not available",

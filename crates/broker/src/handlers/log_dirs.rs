@@ -67,7 +67,7 @@ fn requested_partitions(
     context: &Context,
     topics: Option<&[DescribableLogDirTopic]>,
 ) -> Vec<Arc<Partition>> {
-    let hosted = context.broker.logs.all();
+    let hosted = context.broker.replicas.all();
     let Some(topics) = topics else {
         return hosted;
     };

@@ -1,5 +1,7 @@
 //! Metadata: brokers, topics and partition leaders, creating unknown topics when allowed.
 
+use std::collections::BTreeMap;
+
 use cauce_metadata::manager::validate_topic_name;
 use cauce_metadata::{MetadataError, MetadataImage, TopicImage, TopicRequest};
 use cauce_protocol::kafka::messages::metadata_response::{
@@ -27,18 +29,54 @@ pub fn handle(context: Context, request: MetadataRequest) -> Reply {
             })
         });
     if needs_creation {
-        // Creating topics writes the metadata log and opens files: keep it off the reactor.
-        return context.respond_blocking(move |context| build(context, &request));
+        return context.respond_later(|context| async move {
+            let refused = create_missing(&context, &request).await;
+            build(&context, &request, &refused)
+        });
     }
-    let response = build(&context, &request);
+    let response = build(&context, &request, &BTreeMap::new());
     context.respond(&response)
 }
 
-fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
+/// Creates the requested topics that do not exist, if auto-creation is on for this request;
+/// returns why each that could not be created was refused.
+async fn create_missing(
+    context: &Context,
+    request: &MetadataRequest,
+) -> BTreeMap<String, ResponseError> {
+    let mut refused = BTreeMap::new();
+    let broker = &context.broker;
+    if !(broker.config.auto_create_topics
+        && (context.version < 4 || request.allow_auto_topic_creation))
+    {
+        return refused;
+    }
+    let image = broker.metadata.image();
+    for requested in request.topics.iter().flatten() {
+        let Some(name) = &requested.name else {
+            continue;
+        };
+        if image.topic(name).is_some() || validate_topic_name(name).is_err() {
+            continue;
+        }
+        if let Err(error) = auto_create_topic(context, name).await {
+            refused.insert(name.to_string(), metadata_error_code(&error));
+        }
+    }
+    broker.logs_caught_up().await;
+    refused
+}
+
+/// The response, from the image as it is now; `refused` holds the auto-creations that failed.
+fn build(
+    context: &Context,
+    request: &MetadataRequest,
+    refused: &BTreeMap<String, ResponseError>,
+) -> MetadataResponse {
     let broker = &context.broker;
     let auto_create = broker.config.auto_create_topics
         && (context.version < 4 || request.allow_auto_topic_creation);
-    let mut image = broker.metadata.image();
+    let image = broker.metadata.image();
     let all_topics = match &request.topics {
         None => true,
         Some(topics) => topics.is_empty() && context.version == 0,
@@ -80,18 +118,12 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
                 ));
                 continue;
             }
-            match auto_create_topic(context, name) {
-                Ok(next) => {
-                    image = next;
-                    match image.topic(name) {
-                        Some(topic) => topics.push(describe_topic(&image, topic, request)),
-                        None => {
-                            topics.push(error_topic(Some(name), ResponseError::LeaderNotAvailable))
-                        }
-                    }
-                }
-                Err(error) => topics.push(error_topic(Some(name), metadata_error_code(&error))),
-            }
+            // Created by an earlier request but not in this node's image yet, or refused.
+            let error = refused
+                .get(name.as_str())
+                .copied()
+                .unwrap_or(ResponseError::LeaderNotAvailable);
+            topics.push(error_topic(Some(name), error));
         }
     }
     // A broker re-registers its advertised address at every start, so the image is current.
@@ -121,10 +153,7 @@ fn build(context: &Context, request: &MetadataRequest) -> MetadataResponse {
         .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
 }
 
-fn auto_create_topic(
-    context: &Context,
-    name: &str,
-) -> Result<std::sync::Arc<MetadataImage>, MetadataError> {
+async fn auto_create_topic(context: &Context, name: &str) -> Result<(), MetadataError> {
     let config = &context.broker.config;
     let request = TopicRequest {
         name: name.to_string(),
@@ -132,15 +161,14 @@ fn auto_create_topic(
         replication_factor: config.default_replication_factor,
         ..Default::default()
     };
-    match context.broker.metadata.create_topic(&request, false) {
-        Ok(_) | Err(MetadataError::TopicAlreadyExists(_)) => {}
-        Err(error) => return Err(error),
+    match context.broker.metadata.create_topic(&request, false).await {
+        Ok(_) => {
+            tracing::info!(topic = %name, client = %context.client.address, "topic auto-created");
+            Ok(())
+        }
+        Err(MetadataError::TopicAlreadyExists(_)) => Ok(()),
+        Err(error) => Err(error),
     }
-    if let Err(error) = context.broker.sync_logs() {
-        tracing::error!(topic = %name, %error, "opening logs of an auto-created topic failed");
-    }
-    tracing::info!(topic = %name, client = %context.client.address, "topic auto-created");
-    Ok(context.broker.metadata.image())
 }
 
 fn describe_topic(

@@ -32,9 +32,6 @@ use cauce_protocol::legacy_produce::{unsupported_version_response, MAX_LEGACY_PR
 use cauce_protocol::request::Request;
 use cauce_protocol::versions;
 
-use cauce_protocol::ResponseError;
-
-use crate::partition::Partition;
 use crate::splice::SplicingBuf;
 use crate::Broker;
 
@@ -114,6 +111,22 @@ impl Context {
             "response to {:?} v{} did not encode",
             self.api_key, self.version
         ))
+    }
+
+    /// Answers with the response `work` yields: for handlers that wait on the metadata log,
+    /// replication or a coordinator without blocking a thread. `work` gets the context shared.
+    pub fn respond_later<R, F, W>(self, work: W) -> Reply
+    where
+        R: Encodable + HeaderVersion,
+        F: Future<Output = R> + Send + 'static,
+        W: FnOnce(Arc<Context>) -> F,
+    {
+        let context = Arc::new(self);
+        let response = work(context.clone());
+        Reply::Later(Box::pin(async move {
+            let response = response.await;
+            context.respond(&response)
+        }))
     }
 
     /// Runs blocking work (file system, fsync) off the reactor and answers with its response.
@@ -260,34 +273,6 @@ fn malformed(context: &Context, error: cauce_protocol::schema::SchemaError) -> R
         "malformed request; closing connection"
     );
     Reply::Close(format!("malformed {:?} request: {error}", context.api_key))
-}
-
-/// A partition this broker leads, after checking the client's idea of its leader epoch.
-pub fn leader_partition(
-    broker: &Broker,
-    topic: &str,
-    index: i32,
-    current_leader_epoch: i32,
-) -> Result<Arc<Partition>, ResponseError> {
-    let partition = broker.logs.leader(&broker.metadata.image(), topic, index)?;
-    check_leader_epoch(&partition, current_leader_epoch)?;
-    Ok(partition)
-}
-
-/// KIP-320: a client that knows a newer epoch than this broker gets UNKNOWN_LEADER_EPOCH (the
-/// broker is behind), one with an older epoch gets FENCED_LEADER_EPOCH; -1 skips the check.
-pub fn check_leader_epoch(
-    partition: &Partition,
-    current_leader_epoch: i32,
-) -> Result<(), ResponseError> {
-    let epoch = partition.leader_epoch();
-    if current_leader_epoch < 0 || current_leader_epoch == epoch {
-        Ok(())
-    } else if current_leader_epoch > epoch {
-        Err(ResponseError::UnknownLeaderEpoch)
-    } else {
-        Err(ResponseError::FencedLeaderEpoch)
-    }
 }
 
 /// A string field for a response.

@@ -1,5 +1,6 @@
 //! ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions and changes about offsets.
 
+use super::{Context, Reply};
 use cauce_protocol::kafka::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -13,16 +14,7 @@ use cauce_protocol::kafka::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
-use cauce_protocol::ResponseError;
 
-use super::{leader_partition, Context, Reply};
-use crate::errors::log_error_code;
-
-/// ListOffsets timestamps with special meanings.
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
-const MAX_TIMESTAMP: i64 = -3;
-const EARLIEST_LOCAL: i64 = -4;
 /// First ListOffsets version whose response carries the leader epoch.
 const LEADER_EPOCH_VERSION: i16 = 4;
 
@@ -40,39 +32,26 @@ pub fn list_offsets(context: Context, request: ListOffsetsRequest) -> Reply {
                             .with_partition_index(wanted.partition_index)
                             .with_timestamp(-1)
                             .with_offset(-1);
-                        let partition = match leader_partition(
-                            &context.broker,
+                        let found = context.broker.replicas.offset_for_timestamp(
+                            &context.broker.metadata.image(),
                             &topic.name,
                             wanted.partition_index,
                             wanted.current_leader_epoch,
-                        ) {
-                            Ok(partition) => partition,
-                            Err(error) => return response.with_error_code(error.code()),
-                        };
-                        let epoch = partition.leader_epoch();
-                        let high_watermark = partition.high_watermark();
-                        let found = partition.with_log(|log| match wanted.timestamp {
-                            LATEST => Ok(Some((high_watermark, -1, epoch))),
-                            EARLIEST | EARLIEST_LOCAL => {
-                                Ok(Some((log.log_start_offset(), -1, epoch)))
-                            }
-                            MAX_TIMESTAMP => log.max_timestamp_and_offset().map(|found| {
-                                found.map(|(timestamp, offset)| (offset, timestamp, epoch))
-                            }),
-                            timestamp => log.offset_for_timestamp(timestamp),
-                        });
+                            wanted.timestamp,
+                        );
                         match found {
-                            Ok(Some((offset, timestamp, leader_epoch))) => {
-                                let response =
-                                    response.with_offset(offset).with_timestamp(timestamp);
+                            Ok(Some(found)) => {
+                                let response = response
+                                    .with_offset(found.offset)
+                                    .with_timestamp(found.timestamp);
                                 if context.version >= LEADER_EPOCH_VERSION {
-                                    response.with_leader_epoch(leader_epoch)
+                                    response.with_leader_epoch(found.leader_epoch)
                                 } else {
                                     response
                                 }
                             }
                             Ok(None) => response,
-                            Err(error) => response.with_error_code(log_error_code(&error).code()),
+                            Err(error) => response.with_error_code(error.code()),
                         }
                     })
                     .collect();
@@ -98,20 +77,19 @@ pub fn offset_for_leader_epoch(context: Context, request: OffsetForLeaderEpochRe
                         .with_partition(wanted.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let partition = match leader_partition(
-                        &context.broker,
+                    let found = context.broker.replicas.end_offset_for_epoch(
+                        &context.broker.metadata.image(),
                         &topic.topic,
                         wanted.partition,
                         wanted.current_leader_epoch,
-                    ) {
-                        Ok(partition) => partition,
-                        Err(error) => return response.with_error_code(error.code()),
-                    };
-                    match partition.with_log(|log| log.end_offset_for_epoch(wanted.leader_epoch)) {
-                        Some((epoch, end_offset)) => response
+                        wanted.leader_epoch,
+                    );
+                    match found {
+                        Ok(Some((epoch, end_offset))) => response
                             .with_leader_epoch(epoch)
                             .with_end_offset(end_offset),
-                        None => response,
+                        Ok(None) => response,
+                        Err(error) => response.with_error_code(error.code()),
                     }
                 })
                 .collect();
@@ -133,30 +111,24 @@ pub fn delete_records(context: Context, request: DeleteRecordsRequest) -> Reply 
                     .partitions
                     .iter()
                     .map(|wanted| {
-                        let response =
-                            DeleteRecordsPartitionResult::default().with_partition_index(wanted.partition_index).with_low_watermark(-1);
-                        let partition = match leader_partition(&context.broker, &topic.name, wanted.partition_index, -1) {
-                            Ok(partition) => partition,
-                            Err(error) => return response.with_error_code(error.code()),
-                        };
-                        let high_watermark = partition.high_watermark();
-                        let result = partition.with_log(|log| {
-                            let offset = if wanted.offset == -1 { high_watermark } else { wanted.offset };
-                            if offset < 0 || offset > high_watermark {
-                                return Err(ResponseError::OffsetOutOfRange);
-                            }
-                            log.delete_records_before(offset).map_err(|error| log_error_code(&error))
-                        });
+                        let response = DeleteRecordsPartitionResult::default()
+                            .with_partition_index(wanted.partition_index)
+                            .with_low_watermark(-1);
+                        let result = context.broker.replicas.delete_records(
+                            &context.broker.metadata.image(),
+                            &topic.name,
+                            wanted.partition_index,
+                            wanted.offset,
+                        );
                         match result {
-                            Ok(low_watermark) => {
-                                tracing::info!(topic = %topic.name.as_str(), partition = wanted.partition_index, low_watermark, "records deleted");
-                                response.with_low_watermark(low_watermark)
-                            }
+                            Ok(low_watermark) => response.with_low_watermark(low_watermark),
                             Err(error) => response.with_error_code(error.code()),
                         }
                     })
                     .collect();
-                DeleteRecordsTopicResult::default().with_name(topic.name).with_partitions(partitions)
+                DeleteRecordsTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
             })
             .collect();
         DeleteRecordsResponse::default().with_topics(topics)

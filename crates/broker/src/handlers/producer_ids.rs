@@ -18,7 +18,7 @@ pub fn init_producer_id(context: Context, request: InitProducerIdRequest) -> Rep
             .with_producer_epoch(-1);
         return context.respond(&response);
     }
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         // KIP-360: a producer that asks with its current id and epoch gets the next epoch of the
         // same id, unless the epoch would overflow, when it gets a new id.
         let bumped = (request.producer_id.0 >= 0
@@ -27,7 +27,7 @@ pub fn init_producer_id(context: Context, request: InitProducerIdRequest) -> Rep
             .then(|| (request.producer_id.0, request.producer_epoch + 1));
         let assigned = match bumped {
             Some(pair) => Ok(pair),
-            None => context.broker.next_producer_id().map(|id| (id, 0)),
+            None => context.broker.next_producer_id().await.map(|id| (id, 0)),
         };
         match assigned {
             Ok((id, epoch)) => InitProducerIdResponse::default()

@@ -23,45 +23,42 @@ use crate::errors::metadata_error_code;
 const CONFIGS_IN_RESPONSE_VERSION: i16 = 5;
 
 pub fn create_topics(context: Context, request: CreateTopicsRequest) -> Reply {
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         let mut seen = BTreeMap::new();
         for topic in &request.topics {
             *seen.entry(topic.name.to_string()).or_insert(0) += 1;
         }
-        let results = request
-            .topics
-            .iter()
-            .map(|topic| {
-                let result = CreatableTopicResult::default().with_name(topic.name.clone());
-                if seen[topic.name.as_str()] > 1 {
-                    return result
+        let mut results = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let result = CreatableTopicResult::default().with_name(topic.name.clone());
+            if seen[topic.name.as_str()] > 1 {
+                results.push(
+                    result
                         .with_error_code(ResponseError::InvalidRequest.code())
                         .with_error_message(Some(text(format!(
                             "topic '{}' appears more than once in the request",
                             topic.name.as_str()
-                        ))));
-                }
-                match create_one(context, topic, request.validate_only) {
-                    Ok(result) => result,
-                    Err(error) => {
-                        let code = metadata_error_code(&error).code();
-                        result
-                            .with_error_code(code)
-                            .with_error_message(Some(text(error.to_string())))
-                    }
-                }
-            })
-            .collect();
-        if !request.validate_only {
-            if let Err(error) = context.broker.sync_logs() {
-                tracing::error!(%error, "opening logs of created topics failed");
+                        )))),
+                );
+                continue;
             }
+            results.push(
+                match create_one(&context, topic, request.validate_only).await {
+                    Ok(result) => result,
+                    Err(error) => result
+                        .with_error_code(metadata_error_code(&error).code())
+                        .with_error_message(Some(text(error.to_string()))),
+                },
+            );
+        }
+        if !request.validate_only {
+            context.broker.logs_caught_up().await;
         }
         CreateTopicsResponse::default().with_topics(results)
     })
 }
 
-fn create_one(
+async fn create_one(
     context: &Context,
     topic: &CreatableTopic,
     validate_only: bool,
@@ -119,7 +116,8 @@ fn create_one(
     let created = context
         .broker
         .metadata
-        .create_topic(&request, validate_only)?;
+        .create_topic(&request, validate_only)
+        .await?;
     let mut result = CreatableTopicResult::default()
         .with_name(TopicName(text(created.name.clone())))
         .with_topic_id(created.topic_id)
@@ -132,7 +130,7 @@ fn create_one(
         );
     if context.version >= CONFIGS_IN_RESPONSE_VERSION {
         let configs =
-            effective_topic_configs(&created.configs, context.broker.logs.topic_defaults())
+            effective_topic_configs(&created.configs, context.broker.replicas.topic_defaults())
                 .into_iter()
                 .map(|(def, value, source)| {
                     CreatableTopicConfigs::default()
@@ -147,7 +145,7 @@ fn create_one(
 }
 
 pub fn delete_topics(context: Context, request: DeleteTopicsRequest) -> Reply {
-    context.respond_blocking(move |context| {
+    context.respond_later(|context| async move {
         // Versions 0-5 name topics in `topic_names`; version 6 uses `topics` with names or ids.
         let mut targets: Vec<(Option<String>, uuid::Uuid)> = request
             .topic_names
@@ -161,70 +159,71 @@ pub fn delete_topics(context: Context, request: DeleteTopicsRequest) -> Reply {
             )
         }));
         let image = context.broker.metadata.image();
-        let responses = targets
-            .into_iter()
-            .map(|(name, topic_id)| {
-                let resolved = name
-                    .clone()
-                    .or_else(|| image.topic_by_id(&topic_id).map(|topic| topic.name.clone()));
-                let result = DeletableTopicResult::default()
-                    .with_name(name.clone().map(|name| TopicName(text(name))))
-                    .with_topic_id(topic_id);
-                let Some(resolved) = resolved else {
-                    return result.with_error_code(ResponseError::UnknownTopicId.code());
-                };
-                if !context.broker.config.delete_topic_enable {
-                    return result
+        let mut responses = Vec::with_capacity(targets.len());
+        for (name, topic_id) in targets {
+            let resolved = name
+                .clone()
+                .or_else(|| image.topic_by_id(&topic_id).map(|topic| topic.name.clone()));
+            let result = DeletableTopicResult::default()
+                .with_name(name.clone().map(|name| TopicName(text(name))))
+                .with_topic_id(topic_id);
+            let Some(resolved) = resolved else {
+                responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            if !context.broker.config.delete_topic_enable {
+                responses.push(
+                    result
                         .with_error_code(ResponseError::TopicDeletionDisabled.code())
-                        .with_error_message(Some(text("delete.topic.enable is false")));
-                }
-                match context.broker.metadata.delete_topic(&resolved) {
+                        .with_error_message(Some(text("delete.topic.enable is false"))),
+                );
+                continue;
+            }
+            responses.push(
+                match context.broker.metadata.delete_topic(&resolved).await {
                     Ok(topic) => result
                         .with_name(Some(TopicName(text(resolved))))
                         .with_topic_id(topic.topic_id),
                     Err(error) => result
                         .with_error_code(metadata_error_code(&error).code())
                         .with_error_message(Some(text(error.to_string()))),
-                }
-            })
-            .collect();
-        if let Err(error) = context.broker.sync_logs() {
-            tracing::error!(%error, "removing logs of deleted topics failed");
+                },
+            );
         }
+        context.broker.logs_caught_up().await;
         DeleteTopicsResponse::default().with_responses(responses)
     })
 }
 
 pub fn create_partitions(context: Context, request: CreatePartitionsRequest) -> Reply {
-    context.respond_blocking(move |context| {
-        let results = request
-            .topics
-            .iter()
-            .map(|topic| {
-                let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-                if topic.assignments.is_some() {
-                    return result
+    context.respond_later(|context| async move {
+        let mut results = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            if topic.assignments.is_some() {
+                results.push(
+                    result
                         .with_error_code(ResponseError::InvalidReplicaAssignment.code())
                         .with_error_message(Some(text(
                             "explicit assignments for new partitions are not supported yet",
-                        )));
-                }
-                match context.broker.metadata.create_partitions(
-                    &topic.name,
-                    topic.count,
-                    request.validate_only,
-                ) {
-                    Ok(()) => result,
-                    Err(error) => result
-                        .with_error_code(metadata_error_code(&error).code())
-                        .with_error_message(Some(text(error.to_string()))),
-                }
-            })
-            .collect();
-        if !request.validate_only {
-            if let Err(error) = context.broker.sync_logs() {
-                tracing::error!(%error, "opening logs of new partitions failed");
+                        ))),
+                );
+                continue;
             }
+            let created = context
+                .broker
+                .metadata
+                .create_partitions(&topic.name, topic.count, request.validate_only)
+                .await;
+            results.push(match created {
+                Ok(()) => result,
+                Err(error) => result
+                    .with_error_code(metadata_error_code(&error).code())
+                    .with_error_message(Some(text(error.to_string()))),
+            });
+        }
+        if !request.validate_only {
+            context.broker.logs_caught_up().await;
         }
         CreatePartitionsResponse::default().with_results(results)
     })

@@ -41,15 +41,16 @@ use crate::liveness::{silent_brokers, BrokerContacts};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::MetadataError;
 
-pub use record_log::{LocalLog, RecordLog};
+pub use record_log::{Committing, Forwarding, LocalLog, RecordLog};
 pub use topics::{
     validate_topic_name, TopicRequest, MAX_PARTITIONS_PER_REQUEST, MAX_TOPIC_NAME_LENGTH,
 };
 
 /// Decides what each change means for the metadata and commits it through a [`RecordLog`].
 pub struct MetadataManager {
-    /// Serialises decisions, so that each is made against the image the previous one left.
-    decisions: Mutex<()>,
+    /// Serialises decisions, so that each is made against the image the previous one left. A
+    /// commit holds it until the records are in the image, even when its caller stops waiting.
+    decisions: Arc<tokio::sync::Mutex<()>>,
     /// Where records are committed and the image is read.
     log: Arc<dyn RecordLog>,
     /// When each broker last registered or heartbeated, as seen by this node in its current
@@ -72,7 +73,7 @@ impl MetadataManager {
     pub fn with_clock(log: Arc<dyn RecordLog>, clock: Clock) -> MetadataManager {
         let now = clock();
         MetadataManager {
-            decisions: Mutex::new(()),
+            decisions: Arc::new(tokio::sync::Mutex::new(())),
             log,
             contacts: Mutex::new(BrokerContacts::new(now)),
             clock,
@@ -81,20 +82,22 @@ impl MetadataManager {
 
     /// Opens a single node's metadata log in `dir`, replays it, and registers this node at its
     /// address.
-    pub fn open(
+    pub async fn open(
         dir: &Path,
         node_id: i32,
         host: &str,
         port: i32,
     ) -> Result<MetadataManager, MetadataError> {
         let manager = MetadataManager::new(Arc::new(LocalLog::open(dir)?));
-        manager.execute(MetadataCommand::RegisterBroker {
-            broker_id: node_id,
-            host: host.to_string(),
-            port,
-            rack: None,
-            incarnation: None,
-        })?;
+        manager
+            .execute(MetadataCommand::RegisterBroker {
+                broker_id: node_id,
+                host: host.to_string(),
+                port,
+                rack: None,
+                incarnation: None,
+            })
+            .await?;
         Ok(manager)
     }
 
@@ -120,21 +123,39 @@ impl MetadataManager {
     }
 
     /// Runs a command: decides and commits it on the active controller, or sends it there.
-    pub fn execute(&self, command: MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+    pub async fn execute(&self, command: MetadataCommand) -> Result<CommandOutcome, MetadataError> {
         if !self.log.is_active() {
-            match self.log.forward(&command) {
+            match self.log.forward(&command).await {
                 // Elected meanwhile: decide here.
                 Err(MetadataError::NotController(_)) if self.log.is_active() => {}
                 outcome => return outcome,
             }
         }
-        let _decisions = self.decisions.lock();
+        let decisions = self.decisions.clone().lock_owned().await;
         let (records, outcome) = self.decide(&self.image(), &command)?;
         if !records.is_empty() {
-            self.log.commit(records)?;
+            self.commit(decisions, records).await?;
             log_change(&command);
         }
         Ok(outcome)
+    }
+
+    /// Commits `records` decided under `decisions`, which is held until they are in the image.
+    /// The commit runs as a task of its own: were it dropped halfway, the next decision could
+    /// be made against an image that lacks records the log is still committing.
+    async fn commit(
+        &self,
+        decisions: tokio::sync::OwnedMutexGuard<()>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<MetadataImage>, MetadataError> {
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let committed = log.commit(records).await;
+            drop(decisions);
+            committed
+        })
+        .await
+        .map_err(|error| MetadataError::NotController(format!("the commit failed: {error}")))?
     }
 
     /// What `command` changes, as records, and what to answer; no records when nothing changes
@@ -257,11 +278,11 @@ impl MetadataManager {
     ///
     /// Decided under the same lock as every command, so that a heartbeat or registration is
     /// either seen by this check or made after its records.
-    pub fn fence_silent_brokers(
+    pub async fn fence_silent_brokers(
         &self,
         session_timeout: Duration,
     ) -> Result<Vec<i32>, MetadataError> {
-        let _decisions = self.decisions.lock();
+        let decisions = self.decisions.clone().lock_owned().await;
         let term = self.log.active_term();
         let now = (self.clock)();
         let image = self.image();
@@ -281,46 +302,55 @@ impl MetadataManager {
             image = image.apply(&fencing);
             records.extend(fencing);
         }
-        self.log.commit(records)?;
+        self.commit(decisions, records).await?;
         tracing::warn!(brokers = ?silent, "brokers fenced: no heartbeat within the session timeout");
         Ok(silent)
     }
 
     /// Creates a topic, or only checks that it could be created when `validate_only`.
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         request: &TopicRequest,
         validate_only: bool,
     ) -> Result<TopicImage, MetadataError> {
-        match self.execute(MetadataCommand::CreateTopic {
-            request: request.clone(),
-            validate_only,
-        })? {
+        match self
+            .execute(MetadataCommand::CreateTopic {
+                request: request.clone(),
+                validate_only,
+            })
+            .await?
+        {
             CommandOutcome::Topic(topic) => Ok(topic),
             other => Err(unexpected(other)),
         }
     }
 
     /// Reserves `count` producer ids that no earlier reservation handed out, durably.
-    pub fn allocate_producer_ids(&self, count: i64) -> Result<Range<i64>, MetadataError> {
-        match self.execute(MetadataCommand::AllocateProducerIds { count })? {
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<Range<i64>, MetadataError> {
+        match self
+            .execute(MetadataCommand::AllocateProducerIds { count })
+            .await?
+        {
             CommandOutcome::ProducerIds(range) => Ok(range),
             other => Err(unexpected(other)),
         }
     }
 
     /// Deletes a topic by name.
-    pub fn delete_topic(&self, name: &str) -> Result<TopicImage, MetadataError> {
-        match self.execute(MetadataCommand::DeleteTopic {
-            name: name.to_string(),
-        })? {
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, MetadataError> {
+        match self
+            .execute(MetadataCommand::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await?
+        {
             CommandOutcome::Topic(topic) => Ok(topic),
             other => Err(unexpected(other)),
         }
     }
 
     /// Grows a topic to `new_total` partitions.
-    pub fn create_partitions(
+    pub async fn create_partitions(
         &self,
         name: &str,
         new_total: i32,
@@ -331,13 +361,14 @@ impl MetadataManager {
             new_total,
             validate_only,
         })
+        .await
         .map(drop)
     }
 
     /// Changes configuration keys of a topic or broker: `Some` sets, `None` removes.
     ///
     /// With `replace_all` (the legacy AlterConfigs), keys not named are removed.
-    pub fn alter_configs(
+    pub async fn alter_configs(
         &self,
         resource: ConfigResource,
         changes: &[(String, Option<String>)],
@@ -350,6 +381,7 @@ impl MetadataManager {
             replace_all,
             validate_only,
         })
+        .await
         .map(drop)
     }
 }

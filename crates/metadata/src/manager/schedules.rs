@@ -13,11 +13,13 @@ use proptest::test_runner::{RngAlgorithm, TestRng};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use futures::FutureExt;
+
+use super::record_log::{Committing, Forwarding};
 use super::{MetadataManager, RecordLog, TopicRequest};
-use crate::command::{CommandOutcome, MetadataCommand};
+use crate::command::MetadataCommand;
 use crate::image::MetadataImage;
 use crate::record::MetadataRecord;
-use crate::MetadataError;
 
 /// A record log kept in memory: the node is always the active controller, in one term.
 struct MemoryLog {
@@ -46,13 +48,13 @@ impl RecordLog for MemoryLog {
         None
     }
 
-    fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<MetadataImage>, MetadataError> {
+    fn commit(&self, records: Vec<MetadataRecord>) -> Committing<'_> {
         let image = Arc::new(self.image().apply(&records));
         self.image.send_replace(image.clone());
-        Ok(image)
+        futures::future::ready(Ok(image)).boxed()
     }
 
-    fn forward(&self, _: &MetadataCommand) -> Result<CommandOutcome, MetadataError> {
+    fn forward<'a>(&'a self, _: &'a MetadataCommand) -> Forwarding<'a> {
         unreachable!("a memory log is always its own controller")
     }
 }
@@ -68,6 +70,8 @@ struct Simulation {
     manager: MetadataManager,
     /// The simulated time.
     now: Arc<Mutex<Instant>>,
+    /// Runs the manager's calls (its commits are tasks), on this thread.
+    runtime: tokio::runtime::Runtime,
     /// The run each broker registered from last.
     incarnations: BTreeMap<i32, Uuid>,
     /// Every partition's highest leader epoch seen so far, by (topic id, index).
@@ -87,9 +91,17 @@ impl Simulation {
                 Arc::new(move || *clock_now.lock()),
             ),
             now,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime"),
             incarnations: BTreeMap::new(),
             epochs: BTreeMap::new(),
         }
+    }
+
+    /// Runs one of the manager's calls to its end.
+    fn run<F: std::future::Future>(&self, call: F) -> F::Output {
+        self.runtime.block_on(call)
     }
 
     fn register(&mut self, broker_id: i32, new_run: bool) {
@@ -99,13 +111,13 @@ impl Simulation {
             self.incarnations[&broker_id]
         };
         self.incarnations.insert(broker_id, incarnation);
-        let _ = self.manager.execute(MetadataCommand::RegisterBroker {
+        let _ = self.run(self.manager.execute(MetadataCommand::RegisterBroker {
             broker_id,
             host: "127.0.0.1".into(),
             port: 9000 + broker_id,
             rack: None,
             incarnation: Some(incarnation),
-        });
+        }));
     }
 
     /// A random partition of the image: (topic name, topic id, index).
@@ -139,21 +151,23 @@ impl Simulation {
                 format!("register {broker_id} new_run={new_run}")
             }
             15..=39 => {
-                let _ = self
-                    .manager
-                    .execute(MetadataCommand::BrokerHeartbeat { broker_id });
+                let _ = self.run(
+                    self.manager
+                        .execute(MetadataCommand::BrokerHeartbeat { broker_id }),
+                );
                 format!("heartbeat {broker_id}")
             }
             40..=49 => {
                 let elapsed = Duration::from_millis(below(rng, 800) as u64);
                 *self.now.lock() += elapsed;
-                let fenced = self.manager.fence_silent_brokers(SESSION);
+                let fenced = self.run(self.manager.fence_silent_brokers(SESSION));
                 format!("{elapsed:?} pass, fenced {fenced:?}")
             }
             50..=53 => {
-                let _ = self
-                    .manager
-                    .execute(MetadataCommand::ControlledShutdown { broker_id });
+                let _ = self.run(
+                    self.manager
+                        .execute(MetadataCommand::ControlledShutdown { broker_id }),
+                );
                 format!("controlled shutdown {broker_id}")
             }
             54..=61 => {
@@ -164,12 +178,14 @@ impl Simulation {
                     replication_factor: (1 + below(rng, 3)) as _,
                     ..TopicRequest::default()
                 };
-                let created = self.manager.create_topic(&request, false).map(drop);
+                let created = self
+                    .run(self.manager.create_topic(&request, false))
+                    .map(drop);
                 format!("create {request:?}: {created:?}")
             }
             62..=63 => match self.pick_partition(rng) {
                 Some((name, ..)) => {
-                    let _ = self.manager.delete_topic(&name);
+                    let _ = self.run(self.manager.delete_topic(&name));
                     format!("delete {name}")
                 }
                 None => "no topic to delete".into(),
@@ -191,21 +207,21 @@ impl Simulation {
                 if isr.is_empty() {
                     isr.push(partition.replicas[0]);
                 }
-                let outcome = self.manager.execute(MetadataCommand::AlterPartition {
+                let outcome = self.run(self.manager.execute(MetadataCommand::AlterPartition {
                     topic_id,
                     partition: index,
                     leader: partition.leader,
                     leader_epoch,
                     isr: isr.clone(),
-                });
+                }));
                 format!("alter {name}-{index} isr {isr:?} epoch {leader_epoch}: {outcome:?}")
             }
             80..=87 => {
                 let unclean = chance(rng, 30);
-                let outcome = self.manager.execute(MetadataCommand::ElectLeaders {
+                let outcome = self.run(self.manager.execute(MetadataCommand::ElectLeaders {
                     unclean,
                     partitions: None,
-                });
+                }));
                 format!("elect unclean={unclean}: {outcome:?}")
             }
             88..=95 => {
@@ -216,21 +232,21 @@ impl Simulation {
                     let count = 1 + below(rng, 3);
                     Simulation::some_brokers(rng, count)
                 };
-                let outcome = self.manager.execute(MetadataCommand::Reassign {
+                let outcome = self.run(self.manager.execute(MetadataCommand::Reassign {
                     topic: name.clone(),
                     partition: index,
                     target: target.clone(),
-                });
+                }));
                 format!("reassign {name}-{index} to {target:?}: {outcome:?}")
             }
             _ => {
                 let Some((name, _, index)) = self.pick_partition(rng) else {
                     return "no reassignment to cancel".into();
                 };
-                let outcome = self.manager.execute(MetadataCommand::CancelReassignment {
+                let outcome = self.run(self.manager.execute(MetadataCommand::CancelReassignment {
                     topic: name.clone(),
                     partition: index,
-                });
+                }));
                 format!("cancel reassignment {name}-{index}: {outcome:?}")
             }
         }

@@ -4,8 +4,10 @@ use uuid::Uuid;
 
 use super::*;
 
-fn open(dir: &Path) -> MetadataManager {
-    MetadataManager::open(dir, 1, "127.0.0.1", 9092).unwrap()
+async fn open(dir: &Path) -> MetadataManager {
+    MetadataManager::open(dir, 1, "127.0.0.1", 9092)
+        .await
+        .unwrap()
 }
 
 fn request(name: &str, partitions: i32) -> TopicRequest {
@@ -17,12 +19,15 @@ fn request(name: &str, partitions: i32) -> TopicRequest {
     }
 }
 
-#[test]
-fn topics_and_configs_survive_reopen() {
+#[tokio::test]
+async fn topics_and_configs_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let cluster_id = {
-        let manager = open(dir.path());
-        manager.create_topic(&request("orders", 3), false).unwrap();
+        let manager = open(dir.path()).await;
+        manager
+            .create_topic(&request("orders", 3), false)
+            .await
+            .unwrap();
         manager
             .alter_configs(
                 ConfigResource::Topic("orders".into()),
@@ -30,11 +35,12 @@ fn topics_and_configs_survive_reopen() {
                 false,
                 false,
             )
+            .await
             .unwrap();
-        manager.create_partitions("orders", 5, false).unwrap();
+        manager.create_partitions("orders", 5, false).await.unwrap();
         manager.image().cluster_id.clone()
     };
-    let manager = open(dir.path());
+    let manager = open(dir.path()).await;
     let image = manager.image();
     assert_eq!(image.cluster_id, cluster_id);
     assert_eq!(cluster_id.len(), 22);
@@ -47,22 +53,22 @@ fn topics_and_configs_survive_reopen() {
     assert_eq!(image.brokers.len(), 1);
 }
 
-#[test]
-fn invalid_requests_are_refused_and_change_nothing() {
+#[tokio::test]
+async fn invalid_requests_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
+    let manager = open(dir.path()).await;
     assert!(matches!(
-        manager.create_topic(&request("bad name", 1), false),
+        manager.create_topic(&request("bad name", 1), false).await,
         Err(MetadataError::InvalidTopicName(_))
     ));
     assert!(matches!(
-        manager.create_topic(&request("ok", 0), false),
+        manager.create_topic(&request("ok", 0), false).await,
         Err(MetadataError::InvalidPartitions(_))
     ));
     let mut too_many_copies = request("ok", 1);
     too_many_copies.replication_factor = 3;
     assert!(matches!(
-        manager.create_topic(&too_many_copies, false),
+        manager.create_topic(&too_many_copies, false).await,
         Err(MetadataError::InvalidReplicationFactor(_))
     ));
     let mut bad_config = request("ok", 1);
@@ -70,32 +76,41 @@ fn invalid_requests_are_refused_and_change_nothing() {
         .configs
         .insert("retention.ms".into(), "soon".into());
     assert!(matches!(
-        manager.create_topic(&bad_config, false),
+        manager.create_topic(&bad_config, false).await,
         Err(MetadataError::InvalidConfig(_))
     ));
-    manager.create_topic(&request("a.b", 1), true).unwrap();
+    manager
+        .create_topic(&request("a.b", 1), true)
+        .await
+        .unwrap();
     assert!(
         manager.image().topic("a.b").is_none(),
         "validate-only created the topic"
     );
-    manager.create_topic(&request("a.b", 1), false).unwrap();
-    assert!(manager.create_topic(&request("a_b", 1), false).is_err());
+    manager
+        .create_topic(&request("a.b", 1), false)
+        .await
+        .unwrap();
+    assert!(manager
+        .create_topic(&request("a_b", 1), false)
+        .await
+        .is_err());
     // Two billion partitions are refused before anything is sized by the count.
     assert!(matches!(
-        manager.create_topic(&request("huge", i32::MAX), true),
+        manager.create_topic(&request("huge", i32::MAX), true).await,
         Err(MetadataError::PolicyViolation(_))
     ));
     assert!(matches!(
-        manager.create_partitions("a.b", i32::MAX, false),
+        manager.create_partitions("a.b", i32::MAX, false).await,
         Err(MetadataError::PolicyViolation(_))
     ));
     assert!(matches!(
-        manager.create_topic(&request("a.b", 1), false),
+        manager.create_topic(&request("a.b", 1), false).await,
         Err(MetadataError::TopicAlreadyExists(_))
     ));
 }
 
-fn register(manager: &MetadataManager, broker_id: i32) {
+async fn register(manager: &MetadataManager, broker_id: i32) {
     manager
         .execute(MetadataCommand::RegisterBroker {
             broker_id,
@@ -104,31 +119,43 @@ fn register(manager: &MetadataManager, broker_id: i32) {
             rack: None,
             incarnation: None,
         })
+        .await
         .unwrap();
 }
 
-fn heartbeat(manager: &MetadataManager, broker_id: i32) {
+async fn heartbeat(manager: &MetadataManager, broker_id: i32) {
     manager
         .execute(MetadataCommand::BrokerHeartbeat { broker_id })
+        .await
         .unwrap();
 }
 
-#[test]
-fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas() {
+#[tokio::test]
+async fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
-    register(&manager, 2);
-    register(&manager, 3);
+    let manager = open(dir.path()).await;
+    register(&manager, 2).await;
+    register(&manager, 3).await;
     let mut replicated = request("replicated", 3);
     replicated.replication_factor = 3;
-    manager.create_topic(&replicated, false).unwrap();
-    manager.create_topic(&request("single", 3), false).unwrap();
+    manager.create_topic(&replicated, false).await.unwrap();
+    manager
+        .create_topic(&request("single", 3), false)
+        .await
+        .unwrap();
     let session = Duration::from_millis(50);
-    assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+    assert!(manager
+        .fence_silent_brokers(session)
+        .await
+        .unwrap()
+        .is_empty());
     std::thread::sleep(session + Duration::from_millis(10));
-    heartbeat(&manager, 1);
-    heartbeat(&manager, 2);
-    assert_eq!(manager.fence_silent_brokers(session).unwrap(), vec![3]);
+    heartbeat(&manager, 1).await;
+    heartbeat(&manager, 2).await;
+    assert_eq!(
+        manager.fence_silent_brokers(session).await.unwrap(),
+        vec![3]
+    );
 
     let image = manager.image();
     assert!(!image.is_live(3));
@@ -151,7 +178,7 @@ fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas()
     assert_eq!((orphan.leader, orphan.isr.clone()), (-1, vec![3]));
 
     // Heartbeating again unfences it and gives it back the partition only it can lead.
-    heartbeat(&manager, 3);
+    heartbeat(&manager, 3).await;
     let image = manager.image();
     assert!(image.is_live(3));
     let back = &image.topic("single").unwrap().partitions[orphan.partition as usize];
@@ -159,38 +186,46 @@ fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas()
         (back.leader, back.leader_epoch),
         (3, orphan.leader_epoch + 1)
     );
-    heartbeat(&manager, 1);
-    heartbeat(&manager, 2);
-    assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+    heartbeat(&manager, 1).await;
+    heartbeat(&manager, 2).await;
+    assert!(manager
+        .fence_silent_brokers(session)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
-#[test]
-fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
+#[tokio::test]
+async fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
-    register(&manager, 2);
-    register(&manager, 3);
+    let manager = open(dir.path()).await;
+    register(&manager, 2).await;
+    register(&manager, 3).await;
     for (name, unclean) in [("careful", "false"), ("risky", "true")] {
         let mut topic = request(name, 1);
         topic.assignments = vec![vec![3, 2]];
         topic
             .configs
             .insert("unclean.leader.election.enable".into(), unclean.into());
-        manager.create_topic(&topic, false).unwrap();
+        manager.create_topic(&topic, false).await.unwrap();
     }
     let session = Duration::from_millis(30);
-    let fence_all_but = |alive: &[i32]| {
+    let fence_all_but = async |alive: &[i32]| {
         std::thread::sleep(session + Duration::from_millis(10));
         for broker in alive {
-            heartbeat(&manager, *broker);
+            heartbeat(&manager, *broker).await;
         }
-        manager.fence_silent_brokers(session).unwrap()
+        manager.fence_silent_brokers(session).await.unwrap()
     };
-    assert!(manager.fence_silent_brokers(session).unwrap().is_empty());
+    assert!(manager
+        .fence_silent_brokers(session)
+        .await
+        .unwrap()
+        .is_empty());
     // 2 leaves the ISRs, comes back (without catching up), then the leader 3 dies.
-    assert_eq!(fence_all_but(&[1, 3]), vec![2]);
-    heartbeat(&manager, 2);
-    assert_eq!(fence_all_but(&[1, 2]), vec![3]);
+    assert_eq!(fence_all_but(&[1, 3]).await, vec![2]);
+    heartbeat(&manager, 2).await;
+    assert_eq!(fence_all_but(&[1, 2]).await, vec![3]);
     let image = manager.image();
     let careful = &image.topic("careful").unwrap().partitions[0];
     assert_eq!((careful.leader, careful.isr.clone()), (-1, vec![3]));
@@ -198,28 +233,30 @@ fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
     assert_eq!((risky.leader, risky.isr.clone()), (2, vec![2]));
 }
 
-#[test]
-fn a_reassignment_hosts_old_and_new_replicas_until_the_new_ones_are_in_sync() {
+#[tokio::test]
+async fn a_reassignment_hosts_old_and_new_replicas_until_the_new_ones_are_in_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
+    let manager = open(dir.path()).await;
     for broker in [2, 3, 4] {
-        register(&manager, broker);
+        register(&manager, broker).await;
     }
     let mut topic = request("moving", 1);
     topic.assignments = vec![vec![1, 2, 3]];
-    let topic_id = manager.create_topic(&topic, false).unwrap().topic_id;
-    let reassign = |target: Vec<i32>| {
-        manager.execute(MetadataCommand::Reassign {
-            topic: "moving".into(),
-            partition: 0,
-            target,
-        })
+    let topic_id = manager.create_topic(&topic, false).await.unwrap().topic_id;
+    let reassign = async |target: Vec<i32>| {
+        manager
+            .execute(MetadataCommand::Reassign {
+                topic: "moving".into(),
+                partition: 0,
+                target,
+            })
+            .await
     };
     assert!(matches!(
-        reassign(vec![4, 4]),
+        reassign(vec![4, 4]).await,
         Err(MetadataError::InvalidReplicaAssignment(_))
     ));
-    reassign(vec![4, 2, 3]).unwrap();
+    reassign(vec![4, 2, 3]).await.unwrap();
     let partition = manager.image().topic("moving").unwrap().partitions[0].clone();
     assert_eq!(partition.replicas, vec![4, 2, 3, 1]);
     assert_eq!(
@@ -242,6 +279,7 @@ fn a_reassignment_hosts_old_and_new_replicas_until_the_new_ones_are_in_sync() {
             leader_epoch: 0,
             isr: vec![1, 2, 3, 4],
         })
+        .await
         .unwrap();
     let partition = manager.image().topic("moving").unwrap().partitions[0].clone();
     assert_eq!(partition.replicas, vec![4, 2, 3]);
@@ -250,62 +288,66 @@ fn a_reassignment_hosts_old_and_new_replicas_until_the_new_ones_are_in_sync() {
     assert_eq!(partition.reassignment_target(), None);
 }
 
-#[test]
-fn a_broker_registering_from_a_new_run_is_fenced_and_its_leaderships_move() {
+#[tokio::test]
+async fn a_broker_registering_from_a_new_run_is_fenced_and_its_leaderships_move() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
-    let run = |incarnation: Uuid| {
-        manager.execute(MetadataCommand::RegisterBroker {
-            broker_id: 2,
-            host: "127.0.0.1".into(),
-            port: 9002,
-            rack: None,
-            incarnation: Some(incarnation),
-        })
+    let manager = open(dir.path()).await;
+    let run = async |incarnation: Uuid| {
+        manager
+            .execute(MetadataCommand::RegisterBroker {
+                broker_id: 2,
+                host: "127.0.0.1".into(),
+                port: 9002,
+                rack: None,
+                incarnation: Some(incarnation),
+            })
+            .await
     };
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
-    run(first).unwrap();
-    register(&manager, 3);
+    run(first).await.unwrap();
+    register(&manager, 3).await;
     let mut topic = request("led", 1);
     topic.assignments = vec![vec![2, 1, 3]];
-    manager.create_topic(&topic, false).unwrap();
+    manager.create_topic(&topic, false).await.unwrap();
     let led = || manager.image().topic("led").unwrap().partitions[0].clone();
     assert_eq!((led().leader, led().leader_epoch), (2, 0));
     // The same run registering again (a retry) changes nothing.
-    run(first).unwrap();
+    run(first).await.unwrap();
     assert_eq!((led().leader, led().leader_epoch), (2, 0));
     assert!(!manager.image().brokers[&2].fenced);
     // A new run: fenced at once, its leadership moves on at a new epoch.
-    run(second).unwrap();
+    run(second).await.unwrap();
     assert!(manager.image().brokers[&2].fenced);
     let partition = led();
     assert_eq!((partition.leader, partition.leader_epoch), (1, 1));
     assert_eq!(partition.isr, vec![1, 3]);
     // Its first heartbeat unfences it; registering again from that run changes nothing.
-    heartbeat(&manager, 2);
+    heartbeat(&manager, 2).await;
     assert!(!manager.image().brokers[&2].fenced);
-    run(second).unwrap();
+    run(second).await.unwrap();
     assert!(!manager.image().brokers[&2].fenced);
 }
 
-#[test]
-fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
+#[tokio::test]
+async fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path());
+    let manager = open(dir.path()).await;
     for broker in [2, 3, 4] {
-        register(&manager, broker);
+        register(&manager, broker).await;
     }
     let mut topic = request("staying", 1);
     topic.assignments = vec![vec![1, 2, 3]];
-    manager.create_topic(&topic, false).unwrap();
-    let cancel = || {
-        manager.execute(MetadataCommand::CancelReassignment {
-            topic: "staying".into(),
-            partition: 0,
-        })
+    manager.create_topic(&topic, false).await.unwrap();
+    let cancel = async || {
+        manager
+            .execute(MetadataCommand::CancelReassignment {
+                topic: "staying".into(),
+                partition: 0,
+            })
+            .await
     };
     assert!(matches!(
-        cancel(),
+        cancel().await,
         Err(MetadataError::NoReassignmentInProgress(_))
     ));
     manager
@@ -314,8 +356,9 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
             partition: 0,
             target: vec![4, 2, 3],
         })
+        .await
         .unwrap();
-    cancel().unwrap();
+    cancel().await.unwrap();
     let partition = manager.image().topic("staying").unwrap().partitions[0].clone();
     // As in Kafka, the replicas come back in the order the reassignment left them: the
     // target's, then those it was removing.
@@ -331,25 +374,30 @@ fn a_cancelled_reassignment_goes_back_to_the_replicas_before_it() {
     );
     assert_eq!(partition.reassignment_target(), None);
     assert!(matches!(
-        manager.execute(MetadataCommand::CancelReassignment {
-            topic: "staying".into(),
-            partition: 1,
-        }),
+        manager
+            .execute(MetadataCommand::CancelReassignment {
+                topic: "staying".into(),
+                partition: 1,
+            })
+            .await,
         Err(MetadataError::UnknownTopic(_))
     ));
 }
 
-#[test]
-fn deleted_topics_are_gone_after_reopen() {
+#[tokio::test]
+async fn deleted_topics_are_gone_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let manager = open(dir.path());
-        manager.create_topic(&request("gone", 1), false).unwrap();
-        manager.delete_topic("gone").unwrap();
+        let manager = open(dir.path()).await;
+        manager
+            .create_topic(&request("gone", 1), false)
+            .await
+            .unwrap();
+        manager.delete_topic("gone").await.unwrap();
         assert!(matches!(
-            manager.delete_topic("gone"),
+            manager.delete_topic("gone").await,
             Err(MetadataError::UnknownTopic(_))
         ));
     }
-    assert!(open(dir.path()).image().topic("gone").is_none());
+    assert!(open(dir.path()).await.image().topic("gone").is_none());
 }
