@@ -10,8 +10,8 @@
 //! - `types`: the types openraft is instantiated with.
 //! - `log_file`, `log_store`: the durable raft log, vote and committed pointer.
 //! - `state_machine`: proposals applied to the image; snapshots of the image.
-//! - `wire`, `client`, `server`: the transport, framed JSON over TCP, shared with application
-//!   calls.
+//! - `wire`, `client`, `server`: the transport, framed JSON over TCP (frames cut by a
+//!   `tokio-util` codec driven by `Framed`), shared with application calls.
 //! - `activity`, `describe`: what DescribeQuorum reports.
 //! - `shutdown`: stopping the server tasks.
 //!
