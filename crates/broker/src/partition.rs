@@ -1,4 +1,5 @@
-//! One partition this broker leads: its log, the signals fetchers wait on, and group commit.
+//! One partition this broker hosts, as its leader or as a follower: its log, the signals
+//! fetchers and `acks=all` wait on, the leader's view of its replicas, and group commit.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;

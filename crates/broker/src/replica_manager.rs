@@ -72,7 +72,7 @@ pub struct ReplicaManager {
 }
 
 impl ReplicaManager {
-    /// A backend over `data_dir` with no partitions opened yet.
+    /// A replica manager over `data_dir` with no partitions opened yet.
     pub fn new(
         data_dir: &Path,
         node_id: i32,

@@ -1,5 +1,6 @@
-//! Followers: a broker that holds a replica of a partition led elsewhere fetches its data from
-//! the leader with the Fetch API, as Kafka's replica fetchers do.
+//! The metadata applier ([`follow_leaders`]), and the followers it starts: a broker that holds
+//! a replica of a partition led elsewhere fetches its data from the leader with the Fetch API,
+//! as Kafka's replica fetchers do.
 //!
 //! One fetcher task per leader broker fetches every partition this broker follows there. When
 //! it starts following a partition (or its leader epoch changes), it first asks the leader
