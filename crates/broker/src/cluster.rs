@@ -3,9 +3,14 @@
 //! - [`QuorumLog`] is the manager's [`RecordLog`] over the quorum: the active controller is the
 //!   raft leader; it commits by proposing; any other node forwards commands to it.
 //! - [`ControllerRequest`] is what nodes send each other through the quorum's application
-//!   calls: for now, a metadata command to run on the active controller.
-//! - [`start_membership`] keeps this broker registered and heartbeating, and, while this node
-//!   is the active controller, fences the brokers that stopped heartbeating.
+//!   calls: a metadata command to run on the active controller, a broker-only node's request
+//!   to join the quorum as a learner, DescribeQuorum asked of the leader.
+//! - [`install_controller_handler`] answers other nodes' calls: [`run_forwarded`] runs a
+//!   forwarded command when this node is the active controller.
+//! - [`run_membership`] keeps this broker registered and heartbeating, and, while this node
+//!   is the active controller, fences the brokers that stopped heartbeating; it also shrinks
+//!   the ISRs of lagging followers and gives leaderships back to preferred replicas.
+//! - [`request_isr_change`] sends a leader's ISR change to the controller in the background.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -79,7 +79,7 @@ impl Written {
             return Ok(());
         }
         self.partition
-            .wait_replicated(self.end_offset, timeout)
+            .wait_replicated(self.end_offset, tokio::time::Instant::now() + timeout)
             .await
             .map_err(|error| {
                 BrokerError::Config(format!(

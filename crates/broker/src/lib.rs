@@ -1,30 +1,39 @@
 //! The Cauce broker: a Kafka-compatible server over the Kafka wire protocol.
 //!
-//! Layout:
-//! - [`config`]: the one configuration struct, read from TOML with Kafka's key names; each key
-//!   is one entry of a table, from which parsing, DescribeConfigs and `config/cauce.toml` come.
-//! - [`server`]: starts everything, accepts connections, runs background tasks, shuts down.
-//! - [`connection`]: one client connection: frames in, handlers in order, responses out.
-//! - [`handlers`]: one module per API area; each decodes its request, calls the part that
-//!   serves it, and encodes its response.
+//! # Layout
+//!
+//! Roughly in the order a request meets them:
+//! - [`server`]: starts everything (metadata, hosted logs, the applier, background tasks),
+//!   accepts connections, and shuts down.
+//! - [`connection`]: one client connection: a reader task that parses frames and runs handlers
+//!   in arrival order, a writer task that writes the replies in that order.
+//! - [`limits`]: connections per address and in all, and the bytes of requests in flight
+//!   (`queued.max.request.bytes`).
+//! - [`handlers`]: dispatch, and one module per API area; each decodes its request, calls the
+//!   part that serves it, and encodes its response.
+//! - [`splice`]: response frames in parts, so that Fetch does not copy record bytes.
 //! - [`replica_manager`]: the one owner of a partition's path (Kafka's ReplicaManager): the
 //!   hosted partitions, appends and their acknowledgement, reads and long polls, follower
 //!   progress.
 //! - [`partition`]: a hosted partition: its log, high watermark, long-poll signals and group
-//!   commit; [`replica`] is its leader's bookkeeping of the followers.
+//!   commit; [`replica`] is its leader's bookkeeping of the followers and the ISR.
+//! - [`high_watermarks`]: the high-watermark checkpoint file (`replication-offset-checkpoint`).
 //! - [`replication`]: the metadata applier (the hosted partitions and coordinators follow each
 //!   image) and the follower fetchers.
-//! - [`cluster`]: the metadata log over the controller quorum, registration, heartbeats,
-//!   fencing, ISR changes, controlled shutdown.
-//! - [`errors`]: the one table from internal errors to Kafka error codes.
-//! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
+//! - [`cluster`]: the metadata log over the controller quorum, forwarding to the active
+//!   controller, registration, heartbeats, fencing, ISR changes, controlled shutdown.
 //! - [`coordinator_runtime`]: what every coordinator runs on: an internal topic's partitions as
 //!   shards with a lock each, loaded when led, written to and replicated.
+//! - [`group`]: the group coordinator: membership, rebalances, committed offsets.
+//! - [`errors`]: the one table from internal errors to Kafka error codes.
+//! - [`config`]: the one configuration struct, read from TOML with Kafka's key names; each key
+//!   is one entry of a table, from which parsing, DescribeConfigs and `config/cauce.toml` come.
 //! - [`metrics`]: request and traffic series in a Prometheus recorder, scrape-time values, and
 //!   the `/metrics` endpoint (`metrics.listen`).
-//! - [`http`]: the HTTP stack (axum) every endpoint is served with.
+//! - [`http`]: the HTTP stack (axum over hyper) every endpoint is served with.
 //! - [`shutdown`]: the signal that stops listeners and connections.
-//! - [`limits`]: connections per address and in all, and the bytes of requests in flight.
+//!
+//! `docs/ARCHITECTURE.md` follows a Produce, a Fetch and a CreateTopics through these modules.
 
 pub(crate) mod cluster;
 pub(crate) mod config;

@@ -279,7 +279,7 @@ pub struct Snapshot {
     pub partitions: Vec<PartitionLogSnapshot>,
     /// Per group and committed partition.
     pub group_lag: Vec<GroupLagSnapshot>,
-    /// Partitions with fewer in-sync replicas than replicas; 0 until replication exists.
+    /// Partitions led here with fewer in-sync replicas than replicas.
     pub under_replicated_partitions: u64,
 }
 

@@ -1,4 +1,5 @@
-//! One partition this broker leads: its log, the signals fetchers wait on, and group commit.
+//! One partition this broker hosts, as its leader or as a follower: its log, the signals
+//! fetchers and `acks=all` wait on, the leader's view of its replicas, and group commit.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -117,12 +118,18 @@ impl Partition {
         } else if let Some(set) = replicas.as_mut() {
             set.update_membership(&assignment.replicas, &assignment.isr, now_ms);
         }
+        let demoted = self.is_leader() && !is_leader;
         self.leader_epoch
             .store(assignment.leader_epoch, Ordering::Release);
         self.is_leader.store(is_leader, Ordering::Release);
         if let Some(set) = replicas.as_mut() {
             let high_watermark = set.advance_high_watermark(self.log_end_offset());
             self.publish_high_watermark(high_watermark);
+        }
+        if demoted {
+            // Long polls and acks=all waits learn now that another broker leads, as on resign.
+            self.high_watermark.send_modify(|_| {});
+            self.end_offset.send_modify(|_| {});
         }
     }
 
@@ -160,14 +167,13 @@ impl Partition {
     }
 
     /// Waits until every in-sync replica has everything below `offset` (the high watermark
-    /// reached it), for `acks=all`; fails if the leadership moves or `timeout` passes first.
+    /// reached it), for `acks=all`; fails if the leadership moves or `deadline` passes first.
     pub async fn wait_replicated(
         &self,
         offset: i64,
-        timeout: std::time::Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<(), cauce_protocol::ResponseError> {
         const LEADERSHIP_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut high_watermark = self.subscribe_high_watermark();
         loop {
             if *high_watermark.borrow_and_update() >= offset {

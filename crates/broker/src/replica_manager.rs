@@ -72,7 +72,7 @@ pub struct ReplicaManager {
 }
 
 impl ReplicaManager {
-    /// A backend over `data_dir` with no partitions opened yet.
+    /// A replica manager over `data_dir` with no partitions opened yet.
     pub fn new(
         data_dir: &Path,
         node_id: i32,
@@ -175,11 +175,12 @@ impl ReplicaManager {
     }
 
     /// Waits until an append may be acknowledged: flushed if the flush policy asked for it, and
-    /// for `acks=all` held by every in-sync replica (`timeout` at most).
+    /// for `acks=all` held by every in-sync replica before `deadline`, the request's one
+    /// deadline (its `timeout_ms` from arrival, whatever the number of partitions, as Kafka).
     pub async fn acknowledged(
         appended: &Appended,
         acks: i16,
-        timeout: std::time::Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<(), Refusal> {
         let end = appended.outcome.last_offset + 1;
         let partition = &appended.partition;
@@ -191,7 +192,7 @@ impl ReplicaManager {
         }
         if acks == -1 && partition.high_watermark() < end {
             partition
-                .wait_replicated(end, timeout)
+                .wait_replicated(end, deadline)
                 .await
                 .map_err(|error| {
                     let message =
@@ -264,7 +265,9 @@ impl ReplicaManager {
     }
 
     /// A follower's fetch says where its log ends: that moves the high watermark, and may let
-    /// it back into the ISR. Returns the ISR changes to ask the controller for.
+    /// it back into the ISR. Returns the ISR changes to ask the controller for. A fetch at
+    /// another leader epoch than this broker's says nothing: the follower's log may still hold
+    /// a tail that this leader cut, so its position is not recorded (its read is refused).
     pub fn follower_fetched(
         targets: &[ReadTarget],
         replica: i32,
@@ -274,6 +277,7 @@ impl ReplicaManager {
             .iter()
             .filter_map(|target| {
                 let partition = target.partition.as_ref().ok()?;
+                check_leader_epoch(partition, target.current_leader_epoch).ok()?;
                 let isr = partition.follower_fetched(replica, target.fetch_offset, now_ms)?;
                 Some((partition.clone(), isr))
             })
@@ -588,10 +592,16 @@ async fn read_all(
                 high_watermark: -1,
                 log_start_offset: -1,
             };
+            // A partition demoted since the fetch began is not read: its reader must go to the
+            // new leader.
             let checked = target
                 .partition
                 .as_ref()
                 .map_err(|error| *error)
+                .and_then(|partition| match partition.is_leader() {
+                    true => Ok(partition),
+                    false => Err(ResponseError::NotLeaderOrFollower),
+                })
                 .and_then(|partition| {
                     check_leader_epoch(partition, target.current_leader_epoch).map(|()| partition)
                 });

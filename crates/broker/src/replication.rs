@@ -1,5 +1,6 @@
-//! Followers: a broker that holds a replica of a partition led elsewhere fetches its data from
-//! the leader with the Fetch API, as Kafka's replica fetchers do.
+//! The metadata applier ([`follow_leaders`]), and the followers it starts: a broker that holds
+//! a replica of a partition led elsewhere fetches its data from the leader with the Fetch API,
+//! as Kafka's replica fetchers do.
 //!
 //! One fetcher task per leader broker fetches every partition this broker follows there. When
 //! it starts following a partition (or its leader epoch changes), it first asks the leader
@@ -64,8 +65,13 @@ pub async fn follow_leaders(broker: Arc<Broker>, mut shutdown: Shutdown) {
         let applier = broker.clone();
         let applied = image.clone();
         let synced = tokio::task::spawn_blocking(move || applier.apply_metadata(&applied)).await;
-        if let Ok(Err(error)) = synced {
-            tracing::error!(%error, "applying the metadata image to the logs failed");
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "applying the metadata image to the logs failed")
+            }
+            // The hosted logs stay as they were; changes waiting on them time out.
+            Err(error) => tracing::error!(%error, "applying the metadata image panicked"),
         }
         let wanted = followed_by_leader(&broker, &image);
         fetchers.retain(|leader, partitions| {

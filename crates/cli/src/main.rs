@@ -8,7 +8,8 @@
 //!   wording).
 //! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`.
 //! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
-//! - [`perf`]: `cauce perf ...`, throughput and latency load generators.
+//! - [`perf`]: `cauce perf ...`, throughput and latency load generators (`perf/produce.rs`,
+//!   `perf/consume.rs`, `perf/end_to_end.rs`).
 //! - [`output`]: aligned tables and JSON.
 //!
 //! The admin commands speak the Kafka protocol through `cauce-client`; produce, consume and perf

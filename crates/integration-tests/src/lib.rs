@@ -13,8 +13,19 @@
 //!   [`RawClient`], record batches, decoding of fetched records, and Kafka error codes.
 //! - [`clients`]: librdkafka helpers: admin topic creation, a producer with test settings, and a
 //!   consumer that reads a partition from its first offset.
+//! - [`cluster`]: a cluster of `cauce server` processes, each a controller voter and a broker,
+//!   and the Metadata questions tests ask it.
+//! - [`network`]: a TCP proxy in front of every listener, to cut a node off from the others.
+//! - [`acked`]: an idempotent `acks=all` producer that records what was acknowledged, and the
+//!   checks that every acknowledged record is stored once, in order, after faults.
+//! - [`group_protocol`]: classic consumer-group requests over a [`RawClient`].
+//! - [`group_members`]: group members as separate processes (the `cauce-test-group-consumer`
+//!   binary), stopped or killed by the test.
+//! - [`cli`]: running the `cauce` binary's commands.
+//! - `bin/`: `cauce-test-group-consumer` (a librdkafka group member as a process) and
+//!   `cauce-produce-bench` (a produce throughput benchmark).
 //!
-//! The tests themselves live in `tests/`, numbered by area so that related ones sort together.
+//! The tests themselves live in `tests/`, grouped by area.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};

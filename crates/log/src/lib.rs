@@ -5,8 +5,11 @@
 //! the mutex is released; group commit works the same way through [`FlushHandle`].
 //!
 //! # Layout
+//!
 //! Modules:
-//! - `log`: [`Log`] — open (with recovery), append, roll, flush, close.
+//! - `log`: [`Log`]: open (with recovery), append and its checks (batch validation, keys on
+//!   compacted topics, sizes, timestamps, producer sequences), roll, flush, close.
+//! - `config`: [`LogConfig`], the per-partition settings, named after Kafka's topic configs.
 //! - `read`: fetch reads and lookups by timestamp.
 //! - `retention`: DeleteRecords, retention.ms / retention.bytes, truncation.
 //! - `cleaner`: log compaction (`cleanup.policy=compact`), Kafka's log cleaner: the job and

@@ -1,18 +1,25 @@
 //! The cluster's metadata as an ordered log of records applied to an immutable image.
 //!
-//! Layout:
+//! # Layout
+//!
+//! In the order a change meets them:
+//! - [`command`]: the changes brokers ask the active controller for, serialisable for forwarding.
+//! - [`manager`]: decides what a command changes, split by area as Kafka's control managers
+//!   (`topics`, `configs`, `brokers`, `partitions` for ISR changes and elections,
+//!   `reassignment`), commits the records through a `RecordLog` (`record_log`), and publishes
+//!   the new image.
+//! - [`liveness`]: which brokers the active controller has heard from, and which to fence.
+//! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
 //! - [`record`]: the metadata records (topics, partitions, brokers, configs).
 //! - [`image`]: the read-only view that applying those records produces.
-//! - [`store`]: the durable, checksummed file the records are appended to.
-//! - [`manager`]: decides what a command changes (by area: topics, configs, brokers,
-//!   partitions and elections, reassignment), commits the records, publishes the new image.
-//! - [`liveness`]: which brokers the active controller has heard from, and which to fence.
-//! - [`command`]: the changes brokers ask the active controller for, serialisable for forwarding.
-//! - [`topic_config`]: the topic configuration keys, their defaults and their validation.
+//! - [`store`]: a single node's metadata log file, under `LocalLog`.
 //! - [`quorum`]: the metadata log replicated across the controller voters with openraft.
+//! - [`framing`]: the `length | crc32c | payload` framing both log files use.
+//! - [`fuzzing`]: entry points for the fuzz targets; not an API.
 //!
-//! A single node runs as a cluster of one: node 1 is controller and broker, and every change
-//! goes through the log, so adding voters later replaces the store, not the callers.
+//! A single node is its own controller, and every change still goes through the manager and a
+//! `RecordLog`: a cluster swaps the single node's `LocalLog` for the quorum's log (`QuorumLog`,
+//! in the broker) and the callers stay the same.
 
 pub mod command;
 mod framing;

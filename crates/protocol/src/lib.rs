@@ -1,9 +1,12 @@
 //! The Kafka wire protocol as Cauce speaks it.
 //!
-//! Layout:
+//! # Layout
+//!
+//! In the order a request meets them:
 //! - [`frame`]: the 4-byte size prefix and the limits on it.
 //! - [`request`]: parsing a request frame into its header and undecoded body.
-//! - [`schema`]: bounds checking of every message before `kafka-protocol` decodes it.
+//! - [`schema`]: bounds checking of every message before `kafka-protocol` decodes it; the
+//!   layouts are in `schema/generated.rs`, written by `scripts/gen-protocol-schema.py`.
 //! - [`versions`]: the one table of API versions the broker really implements.
 //! - [`batch`]: a zero-copy view of magic-2 record batches (header fields, CRC-32C, offset rewrite).
 //! - [`records`]: iterating and building the records inside a batch.

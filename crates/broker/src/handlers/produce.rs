@@ -14,7 +14,8 @@ use crate::replica_manager::{Appended, ReplicaManager};
 pub fn handle(context: Context, request: ProduceRequest) -> Reply {
     let acks = request.acks;
     let now = crate::now_ms();
-    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let internal_allowed = context.client_id() == ADMIN_CLIENT_ID;
     let image = context.broker.metadata.image();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -86,7 +87,7 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
         let mut response = response;
         for appended in &pending {
             if let Err((error, message)) =
-                ReplicaManager::acknowledged(appended, acks, timeout).await
+                ReplicaManager::acknowledged(appended, acks, deadline).await
             {
                 mark_failure(&mut response, &appended.partition, error, &message);
             }

@@ -8,12 +8,14 @@
 //! Layout:
 //! - `config`: what a node is configured with, and the openraft configuration.
 //! - `types`: the types openraft is instantiated with.
-//! - `log_file`, `log_store`: the durable raft log, vote and committed pointer.
+//! - `log_file`, `log_store`: the durable raft log, vote and committed pointer; `durable`: small
+//!   files replaced whole and atomically.
 //! - `state_machine`: proposals applied to the image; snapshots of the image.
 //! - `wire`, `client`, `server`: the transport, framed JSON over TCP (frames cut by a
 //!   `tokio-util` codec driven by `Framed`), shared with application calls.
 //! - `activity`, `describe`: what DescribeQuorum reports.
 //! - `shutdown`: stopping the server tasks.
+//! - `error`: what can go wrong in the quorum.
 //!
 //! How a cluster forms: every node starts its raft node from its directory. The voter with the
 //! smallest id, if its log is empty (first start), creates the membership of all voters; the
