@@ -130,10 +130,20 @@ async fn heartbeat(manager: &MetadataManager, broker_id: i32) {
         .unwrap();
 }
 
+/// A manager whose clock moves only when the test moves it, with this node (1) registered.
+async fn open_on_manual_clock(dir: &Path) -> (MetadataManager, Arc<Mutex<Instant>>) {
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let clock = now.clone();
+    let log = Arc::new(LocalLog::open(dir).unwrap());
+    let manager = MetadataManager::with_clock(log, Arc::new(move || *clock.lock()));
+    register(&manager, 1).await;
+    (manager, now)
+}
+
 #[tokio::test]
 async fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path()).await;
+    let (manager, now) = open_on_manual_clock(dir.path()).await;
     register(&manager, 2).await;
     register(&manager, 3).await;
     let mut replicated = request("replicated", 3);
@@ -149,7 +159,7 @@ async fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_repl
         .await
         .unwrap()
         .is_empty());
-    std::thread::sleep(session + Duration::from_millis(10));
+    *now.lock() += session + Duration::from_millis(10);
     heartbeat(&manager, 1).await;
     heartbeat(&manager, 2).await;
     assert_eq!(
@@ -198,7 +208,7 @@ async fn a_silent_broker_is_fenced_and_its_leaderships_move_to_live_in_sync_repl
 #[tokio::test]
 async fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
     let dir = tempfile::tempdir().unwrap();
-    let manager = open(dir.path()).await;
+    let (manager, now) = open_on_manual_clock(dir.path()).await;
     register(&manager, 2).await;
     register(&manager, 3).await;
     for (name, unclean) in [("careful", "false"), ("risky", "true")] {
@@ -211,7 +221,7 @@ async fn only_a_topic_that_allows_it_gets_a_leader_from_outside_the_isr() {
     }
     let session = Duration::from_millis(30);
     let fence_all_but = async |alive: &[i32]| {
-        std::thread::sleep(session + Duration::from_millis(10));
+        *now.lock() += session + Duration::from_millis(10);
         for broker in alive {
             heartbeat(&manager, *broker).await;
         }
