@@ -15,7 +15,7 @@ if ! command -v cargo-machete >/dev/null; then
     cargo install --locked cargo-machete
 fi
 # A declared dependency that no code uses fails the run (the dependency rules themselves are
-# the test crates/integration-tests/tests/00_architecture.rs).
+# the test crates/integration-tests/tests/it/architecture.rs).
 cargo machete
 
 if [ ! -x .venv/bin/python ]; then

@@ -25,7 +25,8 @@
 //! - `bin/`: `cauce-test-group-consumer` (a librdkafka group member as a process) and
 //!   `cauce-produce-bench` (a produce throughput benchmark).
 //!
-//! The tests themselves live in `tests/`, grouped by area.
+//! The tests themselves are one test binary, `tests/it/`, with a module per area (storage, groups,
+//! cluster, cli, ...) so that related ones sort together and librdkafka is linked once.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
