@@ -14,6 +14,9 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 
+/// How long a test waits for the records it produced to come back.
+pub const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a consumer waits in one poll; short, so that deadlines are checked often.
 const CONSUMER_POLL_INTERVAL: Duration = Duration::from_millis(200);
 

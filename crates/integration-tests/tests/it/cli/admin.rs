@@ -1,17 +1,13 @@
 //! The `cauce topic` and `cauce cluster` admin commands, run as real processes against a real
 //! broker: their tables, their JSON, and the one-line errors scripts rely on.
 
-use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
-use std::process::Output;
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds};
 use std::time::{Duration, Instant};
 
 use cauce_integration_tests::BrokerProcess;
 use serde_json::Value;
 
-/// Runs `cauce --brokers <brokers> <args>`.
-fn cauce(brokers: &str, args: &[&str]) -> Output {
-    run_cauce(brokers, args, "")
-}
+use super::cauce;
 
 /// Runs a command that must succeed and returns its stdout.
 fn succeed(brokers: &str, args: &[&str]) -> String {

@@ -1,17 +1,14 @@
 //! `cauce produce` and `cauce consume`, run as real processes against a real broker: lines in,
 //! records out, start positions, groups, codecs, JSON, and the one-line errors scripts rely on.
 
-use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
-use std::process::{Command, Output, Stdio};
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cauce_integration_tests::{cauce_binary, BrokerProcess};
 use serde_json::Value;
 
-/// Runs `cauce --brokers <brokers> <args>` with `stdin` piped in.
-fn cauce_with_input(brokers: &str, args: &[&str], stdin: &str) -> Output {
-    run_cauce(brokers, args, stdin)
-}
+use super::cauce_with_input;
 
 /// Runs a command that must succeed and returns its stdout.
 fn succeed(brokers: &str, args: &[&str], stdin: &str) -> String {

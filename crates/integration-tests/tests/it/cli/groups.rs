@@ -1,8 +1,7 @@
 //! `cauce group ...` run as a real process against a real broker: listing, lag, resetting and
 //! deleting groups, and the one-line errors for unknown, active and unreachable groups.
 
-use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds, run_cauce};
-use std::process::Output;
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -13,10 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
 
-/// Runs `cauce --brokers <brokers> <args>` with `stdin` piped in.
-fn cauce_with_input(brokers: &str, args: &[&str], stdin: &str) -> Output {
-    run_cauce(brokers, args, stdin)
-}
+use super::cauce_with_input;
 
 /// Runs a command that must succeed and returns its stdout.
 fn succeed(brokers: &str, args: &[&str]) -> String {

@@ -1,17 +1,13 @@
 //! `cauce perf ...`, run as a real process against a real broker: the counts and figures its JSON
 //! report carries, that `--duration` bounds a run, and the one-line errors scripts rely on.
 
-use cauce_integration_tests::cli::run_cauce;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cauce_integration_tests::{cauce_binary, BrokerProcess};
 use serde_json::Value;
 
-/// Runs `cauce --brokers <brokers> <args>` with no input.
-fn cauce(brokers: &str, args: &[&str]) -> Output {
-    run_cauce(brokers, args, "")
-}
+use super::cauce;
 
 /// Runs a `perf` command with `--json` that must succeed; returns its report.
 fn report(brokers: &str, args: &[&str]) -> Value {

@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use cauce_integration_tests::clients::{
     consume_messages_from_partition_start, create_topic_with_admin_client,
-    future_producer_with_settings,
+    future_producer_with_settings, CONSUME_TIMEOUT,
 };
 use cauce_integration_tests::BrokerProcess;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::Timestamp;
-
-/// How long a test waits for the records it produced to come back.
-const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_come_back_with_keys_headers_and_timestamps_in_order() {

@@ -8,14 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cauce_integration_tests::clients::consume_offsets_and_payloads_from_partition_start;
+use cauce_integration_tests::clients::{
+    consume_offsets_and_payloads_from_partition_start, CONSUME_TIMEOUT,
+};
 use cauce_integration_tests::BrokerProcess;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-/// How long a test waits for the records it expects to read back.
-const CONSUME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Produces `values` to partition 0 with acks=all, waiting for each before sending the next.
 fn produce_sync(broker: &BrokerProcess, topic: &str, values: impl Iterator<Item = String>) {
