@@ -809,3 +809,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "consumer_group_simulation.rs"]
+mod simulation;

@@ -9,6 +9,8 @@
 
 pub(crate) mod consumer_group;
 pub(crate) mod coordinator;
+#[cfg(test)]
+mod prng;
 pub mod records;
 pub(crate) mod shard;
 pub(crate) mod state;

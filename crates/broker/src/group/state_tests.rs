@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::group::prng::Prng;
 
 const START_MS: i64 = 1_000_000;
 const SESSION_TIMEOUT_MS: i32 = 10_000;
@@ -1704,26 +1705,6 @@ fn phases_have_kafkas_names() {
 // ---------------------------------------------------------------------------------------------
 
 /// splitmix64: small, deterministic, good enough to pick actions.
-struct Prng(u64);
-
-impl Prng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        mixed ^ (mixed >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// What one simulated consumer believes.
 #[derive(Default)]
 struct SimulatedClient {
