@@ -31,6 +31,19 @@ use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 use crate::BrokerError;
 
+/// The partition of a coordinator key (a group id, a transactional id) in an internal topic of
+/// `partitions` partitions, as Kafka places it: Java's `String.hashCode` (over UTF-16 units,
+/// wrapping), made non-negative by Kafka's `Utils.abs` (which maps `i32::MIN` to 0, where
+/// masking the sign bit would give another partition for every negative hash), modulo the
+/// partition count.
+pub fn partition_for_key(key: &str, partitions: i32) -> i32 {
+    let hash = key.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let non_negative = if hash == i32::MIN { 0 } else { hash.abs() };
+    non_negative % partitions.max(1)
+}
+
 /// What a coordinator keeps for one partition of its internal topic.
 pub trait CoordinatorShard: Send + 'static {
     /// Applies one record read back from the partition while it loads. A record without a
@@ -259,5 +272,29 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
             partition,
             end_offset: outcome.last_offset + 1,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_for_key;
+
+    #[test]
+    fn keys_are_placed_as_kafka_places_them() {
+        // Java's hashCode of each key, then Utils.abs(hash) % 50.
+        for (key, hash, partition) in [
+            ("hello", 99_162_322, 22),
+            ("my-txn", -1_061_187_895, 45),
+            ("txn-copier", -808_094_827, 27),
+            ("transactional-id-1", 1_051_133_891, 41),
+            // Outside the basic plane: two UTF-16 units for the emoji, as Java counts them.
+            ("grupo-ñ-😀", -1_357_466_973, 23),
+            ("polygenelubricants", i32::MIN, 0),
+            ("", 0, 0),
+        ] {
+            assert_eq!(partition_for_key(key, 50), partition, "{key} (hash {hash})");
+        }
+        // Masking the sign bit instead would have put "my-txn" on partition 3.
+        assert_ne!((-1_061_187_895i32 & 0x7fff_ffff) % 50, 45);
     }
 }

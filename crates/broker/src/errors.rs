@@ -38,6 +38,10 @@ pub fn log_error_code(error: &LogError) -> ResponseError {
         LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         LogError::KeylessRecord { .. } => ResponseError::InvalidRecord,
         LogError::RecordSetTooLarge { .. } => ResponseError::RecordListTooLarge,
+        LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        LogError::TransactionCoordinatorFenced { .. } => {
+            ResponseError::TransactionCoordinatorFenced
+        }
         _ => ResponseError::KafkaStorageError,
     }
 }

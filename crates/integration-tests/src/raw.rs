@@ -49,6 +49,8 @@ pub mod error_codes {
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     /// An idempotent producer fenced by a newer epoch of the same producer id.
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    /// Transactional batches in a Produce request without a transactional id.
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
     /// An incremental fetch for a session the broker does not know.
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     /// A leader epoch newer than the broker's (KIP-320).

@@ -70,6 +70,7 @@ use crate::config::LogConfig;
 use crate::log::Log;
 use crate::scan::HeaderCursor;
 use crate::segment::Segment;
+use crate::txn_index::AbortedTxn;
 use crate::LogError;
 
 /// Numbers the jobs' directories within this process.
@@ -92,6 +93,9 @@ struct SegmentSnapshot {
     next_segment_base_offset: i64,
     /// Size and index entries, for merging.
     grouping: GroupingFacts,
+    /// The aborted transactions whose marker is in the segment; markers are kept, so the
+    /// cleaned segment holding them carries their entries.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl GroupingFacts {
@@ -113,6 +117,7 @@ impl SegmentSnapshot {
             size_bytes: segment.size_bytes,
             next_segment_base_offset,
             grouping: GroupingFacts::of(segment),
+            aborted: segment.txn_index.entries().to_vec(),
         }
     }
 
@@ -426,6 +431,9 @@ impl CompactionJob {
             }
             let (written, group) = output.as_mut().expect("an output segment is open");
             group.replaced_base_offsets.push(segment.base_offset);
+            for aborted in &segment.aborted {
+                written.txn_index.append(*aborted)?;
+            }
             stats.bytes_before += segment.size_bytes;
             let in_clean_section = segment_index < self.first_dirty;
             let mut cursor = HeaderCursor::new(&segment.log_file, 0, segment.size_bytes);

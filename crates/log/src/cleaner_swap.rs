@@ -100,7 +100,7 @@ pub(crate) fn apply_swap(
         }
         let cleaned_log = cleaned_dir.join(offset_file_name(segment.base_offset, "log"));
         let log_still_pending = cleaned_log.exists();
-        for extension in ["index", "timeindex", "log"] {
+        for extension in ["index", "timeindex", "txnindex", "log"] {
             let name = offset_file_name(segment.base_offset, extension);
             let source = cleaned_dir.join(&name);
             let target = dir.join(&name);

@@ -17,7 +17,9 @@
 //!   segments in and finishes an interrupted swap at open.
 //! - `segment`: one `.log` file and its two indexes; recovery of a single segment.
 //! - `index`: the sparse offset and time indexes.
-//! - `producer_state`: idempotent-producer sequence checks and their snapshots.
+//! - `producer_state`: producer sequence checks, open transactions and the last stable
+//!   offset, and their snapshots.
+//! - `txn_index`: the aborted transactions of each segment, for `read_committed` fetches.
 //! - `epoch_cache`: leader epoch → start offset (KIP-101).
 //! - `scan`: positional reads of batch headers.
 //! - `checkpoint`: file names, atomic small-file writes, log start offset.
@@ -29,6 +31,8 @@
 //!   `index.interval.bytes` of log; the batch at that position has that base offset.
 //! - `<base>.timeindex`: (max timestamp so far i64, relative offset u32) pairs with increasing
 //!   timestamps; the offset is the base offset of the batch that holds that timestamp.
+//! - `<base>.txnindex`: one 34-byte entry per ABORT marker in the segment (producer id, first
+//!   offset, marker offset, last stable offset), as Kafka's; only once the segment has one.
 //! - `<offset>.snapshot`: producer state as of `offset` (written on roll and close; the newest
 //!   two are kept).
 //! - `log-start-offset`: the log start offset moved by DeleteRecords or retention.
@@ -55,6 +59,7 @@ mod read;
 mod retention;
 mod scan;
 mod segment;
+mod txn_index;
 
 use std::path::PathBuf;
 
@@ -68,6 +73,7 @@ pub use crate::log::{AppendOutcome, FlushHandle, Log};
 pub use crate::producer_state::{ProducerBatchMetadata, ProducerEntry, MAX_REMEMBERED_BATCHES};
 pub use crate::read::ReadSlice;
 pub use crate::retention::RetentionOutcome;
+pub use crate::txn_index::AbortedTxn;
 
 /// Everything that can go wrong in a partition's log.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +149,25 @@ pub enum LogError {
         reason: &'static str,
         /// The configured limit.
         limit_ms: i64,
+    },
+    /// A batch that does not fit the producer's transaction (Kafka's INVALID_TXN_STATE).
+    #[error("producer {producer_id}: {reason}")]
+    InvalidTxnState {
+        /// The producer.
+        producer_id: i64,
+        /// What does not fit.
+        reason: &'static str,
+    },
+    /// A marker from an older transaction coordinator than the last one that wrote for the
+    /// producer (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error("producer {producer_id}: marker from coordinator epoch {request_epoch}, older than {current_epoch}")]
+    TransactionCoordinatorFenced {
+        /// The producer.
+        producer_id: i64,
+        /// Coordinator epoch of the producer's last marker.
+        current_epoch: i32,
+        /// Coordinator epoch of the refused marker.
+        request_epoch: i32,
     },
     /// A sequence gap or reordering (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER).
     #[error("producer {producer_id} epoch {producer_epoch}: expected sequence {expected_sequence}, found {found_sequence}")]

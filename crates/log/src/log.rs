@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cauce_protocol::batch;
+use cauce_protocol::batch::{self, BatchHeader};
+use cauce_protocol::control::{build_marker, parse_control, ControlRecord, EndTxnMarker};
 
 use crate::checkpoint::{
     clean_shutdown_path, io_error, offset_file_name, parse_offset_file_name, read_log_start_offset,
@@ -15,9 +16,13 @@ use crate::checkpoint::{
 };
 use crate::config::{LogConfig, TimestampType};
 use crate::epoch_cache::LeaderEpochCache;
-use crate::producer_state::{check_sequence, ProducerEntry, ProducerStateManager, SequenceVerdict};
+use crate::producer_state::{
+    check_marker, check_sequence, CompletedTxn, ProducerEntry, ProducerStateManager,
+    SequenceVerdict,
+};
 use crate::scan::HeaderCursor;
 use crate::segment::{delete_segment_files, Segment};
+use crate::txn_index::AbortedTxn;
 use crate::LogError;
 
 /// Producer snapshots kept on disk; older ones are deleted on roll.
@@ -85,6 +90,9 @@ pub struct Log {
     /// Offsets below this have been compacted (Kafka's cleaner checkpoint); the dirty section
     /// starts here.
     pub(crate) cleaner_checkpoint: i64,
+    /// The high watermark the partition last reported, applied again to producer state that is
+    /// rebuilt after a truncation; 0 until reported.
+    pub(crate) high_watermark: i64,
 }
 
 pub(crate) fn system_now_ms() -> i64 {
@@ -116,7 +124,9 @@ fn take_inventory(dir: &Path) -> Result<DirectoryInventory, LogError> {
         match parse_offset_file_name(&name) {
             Some((offset, "log")) => inventory.segment_bases.push(offset),
             Some((offset, "snapshot")) => inventory.snapshot_offsets.push(offset),
-            Some((offset, "index" | "timeindex")) => index_files.push((offset, entry.path())),
+            Some((offset, "index" | "timeindex" | "txnindex")) => {
+                index_files.push((offset, entry.path()))
+            }
             _ => {}
         }
     }
@@ -206,6 +216,7 @@ impl Log {
             cleaner_checkpoint: crate::cleaner_swap::read_cleaner_checkpoint(dir)?
                 .unwrap_or(0)
                 .min(log_end_offset),
+            high_watermark: 0,
         };
         log.load_producer_state(inventory.snapshot_offsets, epochs_trusted)?;
         log.epoch_cache.truncate_from_end(log_end_offset);
@@ -264,7 +275,8 @@ impl Log {
             }
         }
         self.snapshot_offsets.sort_unstable();
-        for segment in &self.segments {
+        for index in 0..self.segments.len() {
+            let segment = &self.segments[index];
             if segment.next_offset <= replay_from {
                 continue;
             }
@@ -275,16 +287,28 @@ impl Log {
             } else {
                 0
             };
-            let mut cursor =
-                HeaderCursor::new(&segment.log_file, u64::from(start), segment.size_bytes);
-            while let Some((_, header)) = cursor
+            let (log_file, log_path, size) = (
+                Arc::clone(&segment.log_file),
+                segment.log_path.clone(),
+                segment.size_bytes,
+            );
+            let mut cursor = HeaderCursor::new(&log_file, u64::from(start), size);
+            while let Some((position, header)) = cursor
                 .next_batch()
-                .map_err(io_error("read segment", &segment.log_path))?
+                .map_err(io_error("read segment", &log_path))?
             {
                 if header.base_offset < replay_from {
                     continue;
                 }
-                self.producer_state.replay(&header);
+                let marker = if header.is_control() && header.has_producer_id() {
+                    let bytes = cursor
+                        .batch_bytes(position, &header)
+                        .map_err(io_error("read segment", &log_path))?;
+                    end_txn_marker(&header, &bytes)
+                } else {
+                    None
+                };
+                self.apply_to_producer_state(&header, marker.as_ref())?;
                 self.epoch_cache
                     .assign(header.partition_leader_epoch, header.base_offset);
             }
@@ -292,12 +316,54 @@ impl Log {
         Ok(())
     }
 
+    /// Applies a written batch to the producer state, and records the transaction it aborts
+    /// (if it is an ABORT marker) in the index of the segment holding the marker, unless that
+    /// index already has it (a batch replayed at open).
+    fn apply_to_producer_state(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<&EndTxnMarker>,
+    ) -> Result<(), LogError> {
+        let Some(completed) = self.producer_state.apply(header, marker) else {
+            return Ok(());
+        };
+        if completed.aborted {
+            self.record_abort(completed)?;
+        }
+        Ok(())
+    }
+
+    fn record_abort(&mut self, completed: CompletedTxn) -> Result<(), LogError> {
+        // As Kafka: the LSO right after the abort, from the transactions still open.
+        let last_stable_offset = self
+            .producer_state
+            .first_ongoing_offset()
+            .unwrap_or(completed.last_offset + 1);
+        let index = self.segment_index_for(completed.last_offset);
+        let txn_index = &mut self.segments[index].txn_index;
+        if txn_index
+            .last_marker_offset()
+            .is_some_and(|last| last >= completed.last_offset)
+        {
+            return Ok(());
+        }
+        txn_index.append(AbortedTxn {
+            producer_id: completed.producer_id,
+            first_offset: completed.first_offset,
+            last_offset: completed.last_offset,
+            last_stable_offset,
+        })
+    }
+
     /// Rebuilds producer state from the newest snapshot at or below the log end (after a
     /// truncation made the in-memory state describe removed batches).
     pub(crate) fn rebuild_producer_state(&mut self) -> Result<(), LogError> {
         self.producer_state = ProducerStateManager::default();
         let snapshot_offsets = std::mem::take(&mut self.snapshot_offsets);
-        self.load_producer_state(snapshot_offsets, true)
+        self.load_producer_state(snapshot_offsets, true)?;
+        self.high_watermark = self.high_watermark.min(self.log_end_offset());
+        self.producer_state.on_high_watermark(self.high_watermark);
+        Ok(())
     }
 
     pub(crate) fn active_segment(&self) -> &Segment {
@@ -324,6 +390,15 @@ impl Log {
         now_ms: i64,
     ) -> Result<AppendOutcome, LogError> {
         let headers = batch::validate_batches(records, self.config.max_message_bytes as usize)?;
+        if let Some(control) = headers.iter().find(|header| header.is_control()) {
+            // Markers come from a transaction coordinator, never in a producer's request.
+            return Err(LogError::Batch(batch::BatchError::InvalidRecord {
+                reason: format!(
+                    "a client cannot write control batches (batch at offset {})",
+                    control.base_offset
+                ),
+            }));
+        }
         if self.config.cleanup_policy_compact {
             check_keys(records, self.config.max_decompressed_bytes())?;
         }
@@ -395,8 +470,7 @@ impl Log {
         debug_assert_eq!(position, records.len());
 
         let last_offset = next_offset - 1;
-        let needs_flush =
-            self.write_batches(records, &stamped_headers, staged_producers, now_ms)?;
+        let needs_flush = self.write_batches(records, &stamped_headers, now_ms)?;
         Ok(AppendOutcome {
             base_offset: first_offset,
             last_offset,
@@ -419,20 +493,12 @@ impl Log {
         let headers = batch::validate_batches(records, usize::MAX)?;
         let first_offset = self.log_end_offset();
         let mut next_offset = first_offset;
-        let mut staged_producers: HashMap<i64, ProducerEntry> = HashMap::new();
         for header in &headers {
             if header.base_offset != next_offset {
                 return Err(LogError::ReplicaOffsetMismatch {
                     expected: next_offset,
                     found: header.base_offset,
                 });
-            }
-            if header.has_producer_id() {
-                let current = staged_producers
-                    .get(&header.producer_id)
-                    .or_else(|| self.producer_state.get(header.producer_id));
-                let staged = ProducerStateManager::staged_entry(current, header);
-                staged_producers.insert(header.producer_id, staged);
             }
             next_offset = header.next_offset();
         }
@@ -446,7 +512,7 @@ impl Log {
                 needs_flush: false,
             });
         }
-        let needs_flush = self.write_batches(records, &headers, staged_producers, now_ms)?;
+        let needs_flush = self.write_batches(records, &headers, now_ms)?;
         Ok(AppendOutcome {
             base_offset: first_offset,
             last_offset: next_offset - 1,
@@ -457,14 +523,49 @@ impl Log {
         })
     }
 
+    /// Appends the marker that ends (commits or aborts) the producer's transaction in this
+    /// partition, as the leader does when its transaction coordinator asks (WriteTxnMarkers).
+    /// Refused for an older producer epoch (INVALID_PRODUCER_EPOCH) or an older coordinator
+    /// than the producer's last (TRANSACTION_COORDINATOR_FENCED). A producer with no open
+    /// transaction here still gets the marker, which only moves its epochs.
+    pub fn append_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        check_marker(
+            self.producer_state.get(producer_id),
+            producer_id,
+            producer_epoch,
+            &marker,
+        )?;
+        let mut bytes = build_marker(producer_id, producer_epoch, marker, now_ms);
+        let offset = self.log_end_offset();
+        batch::set_base_offset(&mut bytes, offset);
+        batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+        let header = batch::parse_header(&bytes)?;
+        let needs_flush = self.write_batches(&bytes, &[header], now_ms)?;
+        Ok(AppendOutcome {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+            needs_flush,
+        })
+    }
+
     /// Writes validated batches with their final offsets at the log end: rolls if due,
-    /// records their leader epochs, appends to the active segment, adopts the producer state.
+    /// records their leader epochs, appends to the active segment, applies them to the
+    /// producer state (and the aborts among them to the transaction index).
     /// Returns whether `flush.messages` is now due.
     fn write_batches(
         &mut self,
         records: &[u8],
-        headers: &[batch::BatchHeader],
-        staged_producers: HashMap<i64, ProducerEntry>,
+        headers: &[BatchHeader],
         now_ms: i64,
     ) -> Result<bool, LogError> {
         let last_offset = headers
@@ -485,8 +586,16 @@ impl Log {
         self.active_segment_mut()
             .append(records, headers, &config)?;
         self.size_bytes += records.len() as u64;
-        for (producer_id, entry) in staged_producers {
-            self.producer_state.insert(producer_id, entry);
+        let mut position = 0;
+        for header in headers {
+            let bytes = &records[position..position + header.total_size()];
+            position += header.total_size();
+            let marker = if header.is_control() && header.has_producer_id() {
+                end_txn_marker(header, bytes)
+            } else {
+                None
+            };
+            self.apply_to_producer_state(header, marker.as_ref())?;
         }
         self.unflushed_since_ms.get_or_insert(now_ms);
         let unflushed_messages = (self.log_end_offset() - self.recovery_point).max(0) as u64;
@@ -639,6 +748,44 @@ impl Log {
         self.producer_state.get(producer_id)
     }
 
+    /// The first offset a `read_committed` reader may not pass whatever the high watermark:
+    /// the start of the earliest transaction still open or whose marker is not yet known to
+    /// be replicated (Kafka's first unstable offset), never below the log start.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producer_state
+            .first_unstable_offset()
+            .map(|offset| offset.max(self.log_start_offset))
+    }
+
+    /// The last stable offset for a high watermark: where `read_committed` reads stop.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.first_unstable_offset()
+            .map_or(high_watermark, |unstable| unstable.min(high_watermark))
+    }
+
+    /// Tells the log where the high watermark is, so that transactions whose marker every
+    /// in-sync replica holds stop holding back the last stable offset.
+    pub fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.high_watermark = high_watermark;
+        self.producer_state.on_high_watermark(high_watermark);
+    }
+
+    /// The aborted transactions a `read_committed` fetch of `[fetch_offset, upper_bound)` must
+    /// report, in marker order: those with a record in the range, from the index of the
+    /// segment holding `fetch_offset` onwards (Kafka's `collectAbortedTransactions`).
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let mut aborted = Vec::new();
+        for segment in &self.segments[self.segment_index_for(fetch_offset)..] {
+            if !segment
+                .txn_index
+                .collect(fetch_offset, upper_bound, &mut aborted)
+            {
+                break;
+            }
+        }
+        aborted
+    }
+
     /// Latest leader epoch appended, if any.
     pub fn latest_epoch(&self) -> Option<i32> {
         self.epoch_cache.latest_epoch()
@@ -742,4 +889,17 @@ fn check_keys(records: &[u8], max_decompressed: usize) -> Result<(), LogError> {
         }
     }
     Ok(())
+}
+
+/// The transaction marker in a control batch, if it is one. A control record that does not
+/// parse ends nothing: the broker wrote or replicated it, so this is damage, and is logged.
+fn end_txn_marker(header: &BatchHeader, bytes: &[u8]) -> Option<EndTxnMarker> {
+    match parse_control(bytes) {
+        Ok((_, ControlRecord::EndTxn(marker))) => Some(marker),
+        Ok((_, ControlRecord::Other(_))) => None,
+        Err(error) => {
+            tracing::warn!(offset = header.base_offset, %error, "unreadable control record ends no transaction");
+            None
+        }
+    }
 }

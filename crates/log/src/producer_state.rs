@@ -1,12 +1,17 @@
-//! Idempotent-producer state: per producer id, its epoch and its last five batches, enough to
-//! drop retried batches and to refuse gaps, following Kafka's rules.
+//! Producer state: per producer id, its epoch, its last five batches (enough to drop retried
+//! batches and to refuse gaps), its open transaction and its coordinator's epoch, following
+//! Kafka's `ProducerStateManager`; and the partition's transactions that hold back the last
+//! stable offset (LSO): those still open, and those ended by a marker that is not yet below the
+//! high watermark.
 //!
-//! The state is rebuilt from batch headers alone, so it is cheap to snapshot (on roll and close)
-//! and to bring up to date from the snapshot by replaying the headers written after it.
+//! The state is rebuilt from batch headers (and the control record of each marker), so it is
+//! cheap to snapshot (on roll and close) and to bring up to date from the snapshot by replaying
+//! the batches written after it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use cauce_protocol::batch::BatchHeader;
+use cauce_protocol::control::{EndTxnMarker, TransactionResult};
 
 use crate::LogError;
 
@@ -15,8 +20,9 @@ pub const MAX_REMEMBERED_BATCHES: usize = 5;
 
 /// Magic number opening a snapshot file ("CPSN").
 const SNAPSHOT_MAGIC: u32 = 0x4350_534e;
-/// Snapshot format version, bumped on layout changes.
-const SNAPSHOT_VERSION: u16 = 1;
+/// Snapshot format version, bumped on layout changes. A snapshot of another version is ignored
+/// and the state rebuilt from the log.
+const SNAPSHOT_VERSION: u16 = 2;
 
 /// Where one appended batch of a producer landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,11 @@ pub struct ProducerEntry {
     pub recent_batches: VecDeque<ProducerBatchMetadata>,
     /// `maxTimestamp` of the last batch; for producer expiry later.
     pub last_timestamp: i64,
+    /// Offset of the first batch of the producer's open transaction in this partition.
+    pub current_txn_first_offset: Option<i64>,
+    /// Epoch of the coordinator that wrote the producer's last marker, -1 before any: a marker
+    /// from an older coordinator is fenced.
+    pub coordinator_epoch: i32,
 }
 
 impl ProducerEntry {
@@ -48,6 +59,8 @@ impl ProducerEntry {
             producer_epoch,
             recent_batches: VecDeque::with_capacity(MAX_REMEMBERED_BATCHES),
             last_timestamp: -1,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
         }
     }
 
@@ -67,6 +80,9 @@ impl ProducerEntry {
         if header.is_control() {
             // Transaction markers carry no sequence numbers.
             return;
+        }
+        if header.is_transactional() && self.current_txn_first_offset.is_none() {
+            self.current_txn_first_offset = Some(header.base_offset);
         }
         while self.recent_batches.len() >= MAX_REMEMBERED_BATCHES {
             self.recent_batches.pop_front();
@@ -109,6 +125,12 @@ pub(crate) fn check_sequence(
     if header.is_control() {
         return Ok(SequenceVerdict::Append);
     }
+    if !header.is_transactional() && entry.current_txn_first_offset.is_some() {
+        return Err(LogError::InvalidTxnState {
+            producer_id: header.producer_id,
+            reason: "a non-transactional batch while the producer has a transaction open",
+        });
+    }
     if header.producer_epoch > entry.producer_epoch {
         if header.base_sequence != 0 {
             return Err(LogError::OutOfOrderSequence {
@@ -141,11 +163,59 @@ pub(crate) fn check_sequence(
     Ok(SequenceVerdict::Append)
 }
 
+/// Checks a transaction marker the coordinator asks the leader to append, as Kafka's
+/// `ProducerAppendInfo.appendEndTxnMarker`: a marker from an older producer epoch is refused
+/// (INVALID_PRODUCER_EPOCH), and so is one from an older coordinator than the last that wrote
+/// for the producer (TRANSACTION_COORDINATOR_FENCED). A producer without state may be ended.
+pub(crate) fn check_marker(
+    entry: Option<&ProducerEntry>,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: &EndTxnMarker,
+) -> Result<(), LogError> {
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    if producer_epoch < entry.producer_epoch {
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id,
+            current_epoch: entry.producer_epoch,
+            request_epoch: producer_epoch,
+        });
+    }
+    if marker.coordinator_epoch < entry.coordinator_epoch {
+        return Err(LogError::TransactionCoordinatorFenced {
+            producer_id,
+            current_epoch: entry.coordinator_epoch,
+            request_epoch: marker.coordinator_epoch,
+        });
+    }
+    Ok(())
+}
+
+/// A transaction a marker ended in this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    /// Its producer.
+    pub(crate) producer_id: i64,
+    /// Offset of its first batch here.
+    pub(crate) first_offset: i64,
+    /// Offset of the marker.
+    pub(crate) last_offset: i64,
+    /// Whether the marker was an abort.
+    pub(crate) aborted: bool,
+}
+
 /// All producers' state for one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStateManager {
     /// Keyed by producer id.
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id.
+    ongoing: BTreeMap<i64, i64>,
+    /// Transactions whose marker is written but not yet below the high watermark, so that
+    /// readers cannot take them as decided: first offset → (producer id, marker offset).
+    unreplicated: BTreeMap<i64, (i64, i64)>,
 }
 
 impl ProducerStateManager {
@@ -153,19 +223,70 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
-    pub(crate) fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
-        self.producers.insert(producer_id, entry);
+    /// Applies a batch now in the log, without checks (they were made before it was written,
+    /// or by the leader for a replica, or before a crash for a replayed batch). `marker` is the
+    /// control record of a transaction marker. Returns the transaction a marker ended.
+    pub(crate) fn apply(
+        &mut self,
+        header: &BatchHeader,
+        marker: Option<&EndTxnMarker>,
+    ) -> Option<CompletedTxn> {
+        if !header.has_producer_id() {
+            return None;
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry::new(header.producer_epoch));
+        let open_before = entry.current_txn_first_offset;
+        entry.remember(header);
+        if !header.is_control() {
+            if let (None, Some(first_offset)) = (open_before, entry.current_txn_first_offset) {
+                self.ongoing.insert(first_offset, header.producer_id);
+            }
+            return None;
+        }
+        let marker = marker?;
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        let first_offset = entry.current_txn_first_offset.take()?;
+        self.ongoing.remove(&first_offset);
+        let last_offset = header.base_offset;
+        self.unreplicated
+            .insert(first_offset, (header.producer_id, last_offset));
+        Some(CompletedTxn {
+            producer_id: header.producer_id,
+            first_offset,
+            last_offset,
+            aborted: marker.result == TransactionResult::Abort,
+        })
     }
 
-    /// Applies a batch header already in the log (replay after a snapshot), without checks.
-    pub(crate) fn replay(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
-            return;
+    /// The first offset of the earliest open transaction.
+    pub(crate) fn first_ongoing_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The first offset that `read_committed` readers may not pass: the start of the earliest
+    /// transaction that is open or whose marker is not yet replicated.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.first_ongoing_offset();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.producers
-            .entry(header.producer_id)
-            .or_insert_with(|| ProducerEntry::new(header.producer_epoch))
-            .remember(header);
+    }
+
+    /// The high watermark moved: transactions whose marker is below it are decided for good.
+    pub(crate) fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|_, (_, marker_offset)| *marker_offset >= high_watermark);
+    }
+
+    /// The log start moved: transactions that ended before it no longer hold anything back.
+    pub(crate) fn on_log_start(&mut self, log_start_offset: i64) {
+        self.unreplicated
+            .retain(|_, (_, marker_offset)| *marker_offset >= log_start_offset);
     }
 
     /// The entry a batch would produce, starting from `current` (for staged appends).
@@ -180,9 +301,10 @@ impl ProducerStateManager {
         entry
     }
 
-    /// Binary snapshot: magic, version, count, entries, then a CRC-32C of all that.
+    /// Binary snapshot: magic, version, producer count, producers, count of unreplicated
+    /// transactions, those transactions, then a CRC-32C of all that.
     pub(crate) fn encode_snapshot(&self) -> Vec<u8> {
-        let mut output = Vec::with_capacity(16 + self.producers.len() * 64);
+        let mut output = Vec::with_capacity(20 + self.producers.len() * 80);
         output.extend_from_slice(&SNAPSHOT_MAGIC.to_be_bytes());
         output.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
         output.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
@@ -193,6 +315,8 @@ impl ProducerStateManager {
             output.extend_from_slice(&producer_id.to_be_bytes());
             output.extend_from_slice(&entry.producer_epoch.to_be_bytes());
             output.extend_from_slice(&entry.last_timestamp.to_be_bytes());
+            output.extend_from_slice(&entry.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
+            output.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
             output.push(entry.recent_batches.len() as u8);
             for batch in &entry.recent_batches {
                 output.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -200,6 +324,12 @@ impl ProducerStateManager {
                 output.extend_from_slice(&batch.base_offset.to_be_bytes());
                 output.extend_from_slice(&batch.last_offset.to_be_bytes());
             }
+        }
+        output.extend_from_slice(&(self.unreplicated.len() as u32).to_be_bytes());
+        for (first_offset, (producer_id, marker_offset)) in &self.unreplicated {
+            output.extend_from_slice(&first_offset.to_be_bytes());
+            output.extend_from_slice(&producer_id.to_be_bytes());
+            output.extend_from_slice(&marker_offset.to_be_bytes());
         }
         let crc = crc32c::crc32c(&output);
         output.extend_from_slice(&crc.to_be_bytes());
@@ -229,12 +359,19 @@ impl ProducerStateManager {
                 "expected version {SNAPSHOT_VERSION}, found {version}"
             ));
         }
+        let mut state = ProducerStateManager::default();
         let count = reader.u32()?;
-        let mut producers = HashMap::with_capacity(count.min(1 << 16) as usize);
+        state.producers.reserve(count.min(1 << 16) as usize);
         for _ in 0..count {
             let producer_id = reader.i64()?;
             let mut entry = ProducerEntry::new(reader.u16()? as i16);
             entry.last_timestamp = reader.i64()?;
+            let txn_first_offset = reader.i64()?;
+            entry.coordinator_epoch = reader.u32()? as i32;
+            if txn_first_offset >= 0 {
+                entry.current_txn_first_offset = Some(txn_first_offset);
+                state.ongoing.insert(txn_first_offset, producer_id);
+            }
             let batch_count = reader.u8()?;
             if usize::from(batch_count) > MAX_REMEMBERED_BATCHES {
                 return Err(format!(
@@ -249,12 +386,21 @@ impl ProducerStateManager {
                     last_offset: reader.i64()?,
                 });
             }
-            producers.insert(producer_id, entry);
+            state.producers.insert(producer_id, entry);
+        }
+        let unreplicated = reader.u32()?;
+        for _ in 0..unreplicated {
+            let first_offset = reader.i64()?;
+            let producer_id = reader.i64()?;
+            let marker_offset = reader.i64()?;
+            state
+                .unreplicated
+                .insert(first_offset, (producer_id, marker_offset));
         }
         if reader.position != body.len() {
             return Err("trailing bytes".to_string());
         }
-        Ok(ProducerStateManager { producers })
+        Ok(state)
     }
 }
 
@@ -322,7 +468,7 @@ mod tests {
     fn remembers_only_the_last_five_batches() {
         let mut state = ProducerStateManager::default();
         for index in 0..7 {
-            state.replay(&header(0, index, 1, i64::from(index)));
+            state.apply(&header(0, index, 1, i64::from(index)), None);
         }
         let entry = state.get(9).unwrap();
         assert_eq!(entry.recent_batches.len(), MAX_REMEMBERED_BATCHES);
@@ -332,7 +478,7 @@ mod tests {
     #[test]
     fn older_epoch_is_fenced_and_new_epoch_must_start_at_zero() {
         let mut state = ProducerStateManager::default();
-        state.replay(&header(3, 0, 2, 0));
+        state.apply(&header(3, 0, 2, 0), None);
         let entry = state.get(9);
         assert!(matches!(
             check_sequence(entry, &header(2, 2, 1, 0)),
@@ -351,7 +497,7 @@ mod tests {
     #[test]
     fn sequence_wraps_from_max_to_zero() {
         let mut state = ProducerStateManager::default();
-        state.replay(&header(0, i32::MAX, 1, 0));
+        state.apply(&header(0, i32::MAX, 1, 0), None);
         assert_eq!(
             check_sequence(state.get(9), &header(0, 0, 1, 1)).unwrap(),
             SequenceVerdict::Append
@@ -361,8 +507,8 @@ mod tests {
     #[test]
     fn snapshot_round_trips_and_rejects_damage() {
         let mut state = ProducerStateManager::default();
-        state.replay(&header(1, 0, 3, 10));
-        state.replay(&header(1, 3, 2, 13));
+        state.apply(&header(1, 0, 3, 10), None);
+        state.apply(&header(1, 3, 2, 13), None);
         let bytes = state.encode_snapshot();
         assert_eq!(
             ProducerStateManager::decode_snapshot(&bytes).unwrap(),
@@ -377,12 +523,12 @@ mod tests {
     #[test]
     fn a_snapshot_remembering_more_batches_than_kept_is_refused() {
         let mut state = ProducerStateManager::default();
-        state.replay(&header(1, 0, 3, 10));
+        state.apply(&header(1, 0, 3, 10), None);
         let mut bytes = state.encode_snapshot();
         bytes.truncate(bytes.len() - 4);
-        // magic (4), version (2), count (4), producer id (8), epoch (2), timestamp (8): the
-        // batch count follows. Claim 200, with a valid checksum.
-        bytes[28] = 200;
+        // magic (4), version (2), count (4), producer id (8), epoch (2), timestamp (8),
+        // transaction start (8), coordinator epoch (4): the batch count follows. Claim 200, with a valid checksum.
+        bytes[40] = 200;
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_be_bytes());
         let refused = ProducerStateManager::decode_snapshot(&bytes).unwrap_err();

@@ -80,6 +80,7 @@ impl Log {
             }
         }
         write_log_start_offset(&self.dir, self.log_start_offset)?;
+        self.producer_state.on_log_start(self.log_start_offset);
         let mut deleted_bytes = 0;
         for segment in &removed {
             segment.delete_files()?;
@@ -119,6 +120,7 @@ impl Log {
             self.epoch_cache.persist()?;
         }
         write_log_start_offset(&self.dir, offset)?;
+        self.producer_state.on_log_start(offset);
         let below = self.segments[..self.segments.len() - 1]
             .iter()
             .zip(&self.segments[1..])

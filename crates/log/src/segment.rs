@@ -1,4 +1,5 @@
-//! One segment: a `.log` file of batches plus its `.index` and `.timeindex`.
+//! One segment: a `.log` file of batches plus its `.index`, `.timeindex` and, once it holds
+//! an abort marker, `.txnindex`.
 
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -14,6 +15,7 @@ use crate::checkpoint::{io_error, offset_file_name, remove_if_present};
 use crate::config::LogConfig;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::scan::{FileWindow, HeaderCursor};
+use crate::txn_index::{txn_index_path, TxnIndex};
 use crate::LogError;
 
 /// Read-ahead used by recovery, which reads whole segments front to back.
@@ -55,6 +57,8 @@ pub(crate) struct Segment {
     pub(crate) offset_index: OffsetIndex,
     /// Sparse timestamp → offset map for ListOffsets.
     pub(crate) time_index: TimeIndex,
+    /// The aborted transactions whose marker is in this segment.
+    pub(crate) txn_index: TxnIndex,
     /// Offset after the last batch; equals `base_offset` while empty.
     pub(crate) next_offset: i64,
     /// Largest batch `maxTimestamp` in the segment; drives retention.ms and time lookups.
@@ -92,6 +96,8 @@ impl Segment {
     pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment, LogError> {
         let (log_path, index_path, time_index_path) = segment_paths(dir, base_offset);
         let log_file = Arc::new(open_log_file(&log_path, true)?);
+        let txn_index_path = txn_index_path(dir, base_offset);
+        remove_if_present(&txn_index_path)?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -101,6 +107,7 @@ impl Segment {
             writeback_from: 0,
             offset_index: OffsetIndex::create(&index_path)?,
             time_index: TimeIndex::create(&time_index_path)?,
+            txn_index: TxnIndex::empty(txn_index_path),
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -128,7 +135,14 @@ impl Segment {
             .len();
         if !force_recovery {
             match Segment::load(&log_path, &log_file, base_offset, file_size, now_ms)? {
-                Ok(segment) => return Ok((segment, 0)),
+                Ok(mut segment) => {
+                    segment.txn_index = TxnIndex::load(
+                        txn_index_path(dir, base_offset),
+                        base_offset,
+                        segment.next_offset,
+                    )?;
+                    return Ok((segment, 0));
+                }
                 Err(reason) => tracing::warn!(
                     segment = %log_path.display(),
                     reason = %reason,
@@ -145,6 +159,13 @@ impl Segment {
             now_ms,
         )?;
         let truncated_bytes = segment.recover(config, file_size)?;
+        // Entries of markers cut off with a torn tail go; the producer-state replay at open
+        // adds back any abort of the kept part that the index missed.
+        segment.txn_index = TxnIndex::load(
+            txn_index_path(dir, base_offset),
+            base_offset,
+            segment.next_offset,
+        )?;
         Ok((segment, truncated_bytes))
     }
 
@@ -165,6 +186,8 @@ impl Segment {
             writeback_from: 0,
             offset_index: OffsetIndex::create(index_path)?,
             time_index: TimeIndex::create(time_index_path)?,
+            // Loaded by the caller, which knows where the recovered log ends.
+            txn_index: TxnIndex::empty(PathBuf::new()),
             next_offset: base_offset,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -267,6 +290,8 @@ impl Segment {
             writeback_from: file_size,
             offset_index,
             time_index,
+            // Loaded by the caller.
+            txn_index: TxnIndex::empty(PathBuf::new()),
             next_offset,
             max_timestamp,
             offset_of_max_timestamp,
@@ -483,7 +508,8 @@ impl Segment {
             .sync_data()
             .map_err(io_error("sync segment", &self.log_path))?;
         self.offset_index.sync()?;
-        self.time_index.sync()
+        self.time_index.sync()?;
+        self.txn_index.sync()
     }
 
     /// Drops every batch holding an offset at or after `offset`, then rebuilds the indexes.
@@ -501,6 +527,8 @@ impl Segment {
             .to_path_buf();
         let (_, index_path, time_index_path) = segment_paths(&dir, self.base_offset);
         let created_at_ms = self.created_at_ms;
+        let mut txn_index = std::mem::replace(&mut self.txn_index, TxnIndex::empty(PathBuf::new()));
+        txn_index.truncate_to(offset)?;
         *self = Segment::create_fresh_indexes(
             self.log_path.clone(),
             Arc::clone(&self.log_file),
@@ -514,6 +542,7 @@ impl Segment {
             truncated_bytes, 0,
             "the kept prefix was valid before truncation"
         );
+        self.txn_index = txn_index;
         Ok(())
     }
 
@@ -587,10 +616,12 @@ fn writeback_thread() -> &'static WritebackThread {
     })
 }
 
-/// Removes the `.log`, `.index` and `.timeindex` files of the segment at `base_offset`.
+/// Removes the `.log`, `.index`, `.timeindex` and `.txnindex` files of the segment at
+/// `base_offset`.
 pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<(), LogError> {
     let (log_path, index_path, time_index_path) = segment_paths(dir, base_offset);
     remove_if_present(&log_path)?;
     remove_if_present(&index_path)?;
-    remove_if_present(&time_index_path)
+    remove_if_present(&time_index_path)?;
+    remove_if_present(&txn_index_path(dir, base_offset))
 }

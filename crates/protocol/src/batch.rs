@@ -302,7 +302,9 @@ fn check_fields(header: &BatchHeader) -> Result<(), BatchError> {
             header.records_count
         )));
     }
-    if header.has_producer_id() && header.base_sequence < 0 {
+    // A transaction marker carries its producer but no sequence; whether a control batch may
+    // be appended at all depends on who sends it, which the log decides.
+    if header.has_producer_id() && header.base_sequence < 0 && !header.is_control() {
         return Err(BatchError::invalid(format!(
             "expected a base sequence for producer id {}, found {}",
             header.producer_id, header.base_sequence

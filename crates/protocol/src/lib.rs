@@ -10,6 +10,7 @@
 //! - [`versions`]: the one table of API versions the broker really implements.
 //! - [`batch`]: a zero-copy view of magic-2 record batches (header fields, CRC-32C, offset rewrite).
 //! - [`records`]: iterating and building the records inside a batch.
+//! - [`control`]: transaction markers, the control batches that end a transaction.
 //! - [`compression`]: the four Kafka codecs.
 //! - [`legacy_produce`]: the UNSUPPORTED_VERSION answer to Produce v0-2.
 //! - [`wire`]: a bounds-checked reader of big-endian primitives for hand-read formats.
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod compression;
+pub mod control;
 pub mod frame;
 pub mod legacy_produce;
 pub mod records;

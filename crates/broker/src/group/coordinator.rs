@@ -19,8 +19,8 @@ use super::consumer_group::{
     TopicsMetadata,
 };
 use super::records::{
-    group_key, group_value, offset_key, offset_value, partition_for_group, CommittedOffset,
-    PersistedGroup, PersistedMember,
+    group_key, group_value, offset_key, offset_value, CommittedOffset, PersistedGroup,
+    PersistedMember,
 };
 pub use super::shard::GroupOffsets;
 use super::shard::{GroupShard, Waiter};
@@ -101,7 +101,7 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that holds a group.
     pub fn partition_of(&self, group_id: &str) -> i32 {
-        partition_for_group(group_id, self.settings.offsets_partitions)
+        crate::coordinator_runtime::partition_for_key(group_id, self.settings.offsets_partitions)
     }
 
     /// Whether this broker coordinates the group (leads its partition and has loaded it). A

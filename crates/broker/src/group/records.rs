@@ -263,15 +263,6 @@ pub fn decode_group_value(value: &[u8]) -> Option<PersistedGroup> {
     })
 }
 
-/// The `__consumer_offsets` partition of a group: Java's `String.hashCode`, made non-negative
-/// as Kafka's `Utils.abs` does, modulo the partition count.
-pub fn partition_for_group(group: &str, partitions: i32) -> i32 {
-    let hash = group.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(unit as i32)
-    });
-    (hash & 0x7fff_ffff) % partitions.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,14 +339,5 @@ mod tests {
         value.extend(0i64.to_be_bytes()); // state timestamp
         value.extend(i32::MAX.to_be_bytes()); // members
         assert!(decode_group_value(&value).is_none());
-    }
-
-    #[test]
-    fn group_partition_matches_javas_string_hash() {
-        // Java: "hello".hashCode() == 99162322.
-        assert_eq!(partition_for_group("hello", 50), 99_162_322 % 50);
-        // A negative hash is masked, not negated: "polygenelubricants".hashCode() == Integer.MIN_VALUE.
-        assert_eq!(partition_for_group("polygenelubricants", 50), 0);
-        assert_eq!(partition_for_group("", 50), 0);
     }
 }

@@ -1,6 +1,7 @@
 //! Produce: decode, append through the replica manager in arrival order, answer per `acks`.
 
 use bytes::BytesMut;
+use cauce_protocol::batch::BatchIter;
 use cauce_protocol::kafka::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
@@ -22,13 +23,24 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
     // Appends whose acknowledgement waits for a flush or for the in-sync replicas.
     let mut pending: Vec<Appended> = Vec::new();
     let mut any_error = false;
+    // As Kafka: transactional batches need a transactional id, and without one the whole
+    // request is refused before anything is appended.
+    let missing_transactional_id =
+        (request.transactional_id.is_none() && has_transactional_batches(&request)).then(|| {
+            (
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactional batches need the request's transactional id".to_string(),
+            )
+        });
     for topic in request.topic_data {
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let mut response = PartitionProduceResponse::default()
                 .with_index(data.index)
                 .with_base_offset(-1);
-            let appended = if request.transactional_id.is_some() {
+            let appended = if let Some(refusal) = &missing_transactional_id {
+                Err(refusal.clone())
+            } else if request.transactional_id.is_some() {
                 Err((
                     ResponseError::InvalidTxnState,
                     "transactions are not supported yet".to_string(),
@@ -120,3 +132,14 @@ fn mark_failure(
 
 /// The client id that Kafka lets write to internal topics (its `AdminUtils.ADMIN_CLIENT_ID`).
 const ADMIN_CLIENT_ID: &str = "__admin_client";
+
+/// Whether any batch of any partition of `request` has the transactional bit.
+fn has_transactional_batches(request: &ProduceRequest) -> bool {
+    request.topic_data.iter().any(|topic| {
+        topic.partition_data.iter().any(|data| {
+            data.records.as_ref().is_some_and(|records| {
+                BatchIter::new(records).any(|batch| batch.header.is_transactional())
+            })
+        })
+    })
+}

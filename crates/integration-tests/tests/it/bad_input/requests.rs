@@ -2,13 +2,15 @@
 
 use cauce_integration_tests::raw::error_codes::{
     CORRUPT_MESSAGE, INVALID_CONFIG, INVALID_RECORD, INVALID_TIMESTAMP, INVALID_TOPIC_EXCEPTION,
-    MESSAGE_TOO_LARGE, UNKNOWN_TOPIC_OR_PARTITION, UNSUPPORTED_VERSION,
+    MESSAGE_TOO_LARGE, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION,
+    UNSUPPORTED_VERSION,
 };
 use cauce_integration_tests::raw::{
     current_unix_time_ms, fetch_partition_zero_without_waiting, produce_batch_to_partition_zero,
     record_batch_of_values_stamped_now, send_create_single_partition_topic, topic_name,
 };
 use cauce_integration_tests::{assert_still_serving, BrokerProcess, RawClient};
+use cauce_protocol::control::{build_marker, EndTxnMarker, TransactionResult};
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest, MetadataResponse};
 use std::time::{Duration, Instant};
@@ -310,6 +312,79 @@ fn compacted_topics_refuse_records_without_a_key() {
     );
     assert_eq!(accepted.error_code, 0);
     assert_eq!(accepted.base_offset, 0, "the refused batch took no offset");
+}
+
+#[test]
+fn producers_cannot_write_markers_nor_transactional_batches_without_a_transactional_id() {
+    let broker = BrokerProcess::start();
+    let mut client = RawClient::connect(broker.address);
+    cauce_integration_tests::raw::create_single_partition_topic(&mut client, "markers", &[]);
+    // A commit marker as a coordinator would have it written, and the same control record
+    // without the transactional bit: both refused, the first already for lacking the
+    // request's transactional id (Kafka checks that first too), the second by the log.
+    let marker = build_marker(
+        7,
+        0,
+        EndTxnMarker {
+            result: TransactionResult::Commit,
+            coordinator_epoch: 0,
+        },
+        current_unix_time_ms(),
+    );
+    let refused = produce_batch_to_partition_zero(&mut client, "markers", &marker);
+    assert_eq!(refused.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    let control = build_batch(
+        0,
+        &[NewRecord {
+            timestamp_ms: current_unix_time_ms(),
+            key: Some(vec![0, 0, 0, 1]),
+            value: Some(vec![0, 0, 0, 0, 0, 0]),
+            headers: Vec::new(),
+        }],
+        &BatchOptions {
+            producer_id: 7,
+            producer_epoch: 0,
+            is_control: true,
+            ..BatchOptions::default()
+        },
+    )
+    .unwrap();
+    let refused = produce_batch_to_partition_zero(&mut client, "markers", &control);
+    assert_eq!(refused.error_code, INVALID_RECORD);
+    assert!(refused
+        .error_message
+        .as_ref()
+        .is_some_and(|message| message.contains("control")));
+
+    // A transactional data batch needs the request's transactional id (here there is none).
+    let transactional = build_batch(
+        0,
+        &[NewRecord::value_only(
+            current_unix_time_ms(),
+            b"in a txn".to_vec(),
+        )],
+        &BatchOptions {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 0,
+            is_transactional: true,
+            ..BatchOptions::default()
+        },
+    )
+    .unwrap();
+    let refused = produce_batch_to_partition_zero(&mut client, "markers", &transactional);
+    assert_eq!(refused.error_code, TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+
+    let accepted = produce_batch_to_partition_zero(
+        &mut client,
+        "markers",
+        &record_batch_of_values_stamped_now(&["plain"]),
+    );
+    assert_eq!(accepted.error_code, 0);
+    assert_eq!(
+        accepted.base_offset, 0,
+        "the refused batches took no offset"
+    );
 }
 
 #[test]
