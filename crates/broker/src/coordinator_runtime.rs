@@ -211,6 +211,10 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 let mut next = position;
                 for batch in BatchIter::new(&bytes) {
                     next = batch.header.next_offset();
+                    if batch.header.is_control() {
+                        // Transaction markers hold no coordinator record.
+                        continue;
+                    }
                     let Ok((_, iterator)) = records(batch.bytes, max_decompressed) else {
                         continue;
                     };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cauce_log::{AppendOutcome, Log, LogConfig, LogError, ReadSlice};
 use cauce_metadata::PartitionImage;
+use cauce_protocol::control::EndTxnMarker;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -301,6 +302,37 @@ impl Partition {
                 let high_watermark = set.advance_high_watermark(end);
                 self.publish_high_watermark(high_watermark);
             }
+        }
+        Ok(outcome)
+    }
+
+    /// Appends the marker that commits or aborts a producer's transaction (WriteTxnMarkers);
+    /// the log refuses one from a fenced producer epoch or coordinator.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, LogError> {
+        let outcome = {
+            let mut log = self.log.lock();
+            // Markers are what add to the transactions held back for replication: drop the
+            // replicated ones here, so the set stays as small as the unreplicated range.
+            log.on_high_watermark(self.high_watermark());
+            log.append_marker(
+                producer_id,
+                producer_epoch,
+                marker,
+                self.leader_epoch(),
+                now_ms,
+            )?
+        };
+        let end = outcome.last_offset + 1;
+        self.end_offset.send_replace(end);
+        if let Some(set) = self.replicas.lock().as_mut() {
+            let high_watermark = set.advance_high_watermark(end);
+            self.publish_high_watermark(high_watermark);
         }
         Ok(outcome)
     }

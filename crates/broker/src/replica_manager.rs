@@ -15,6 +15,7 @@ use cauce_metadata::topic_config::effective_topic_configs;
 use cauce_metadata::{MetadataImage, PartitionImage, TopicImage};
 use parking_lot::{Mutex, RwLock};
 
+use cauce_protocol::control::EndTxnMarker;
 use cauce_protocol::ResponseError;
 
 use crate::errors::log_error_code;
@@ -151,6 +152,26 @@ impl ReplicaManager {
                 format!("acks must be -1, 0 or 1, found {acks}"),
             ));
         }
+        let partition = self.leader_for_write(image, topic, index, acks)?;
+        let outcome = partition
+            .append(records, now_ms)
+            .map_err(|error| (log_error_code(&error), error.to_string()))?;
+        if !outcome.duplicate {
+            let appended = (outcome.last_offset - outcome.base_offset + 1).max(0) as u64;
+            partition.traffic.record_produced(records.len(), appended);
+        }
+        Ok(Appended { partition, outcome })
+    }
+
+    /// The partition an append goes to: led here, and for `acks=all` with at least
+    /// `min.insync.replicas` in-sync replicas, as Kafka checks before it writes.
+    fn leader_for_write(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        index: i32,
+        acks: i16,
+    ) -> Result<Arc<Partition>, Refusal> {
         let partition = self
             .leader(image, topic, index)
             .map_err(|error| (error, String::new()))?;
@@ -164,13 +185,28 @@ impl ReplicaManager {
                 ));
             }
         }
+        Ok(partition)
+    }
+
+    /// Appends a transaction marker to `topic`'s partition `index`, which this broker must
+    /// lead, at `acks=all` (WriteTxnMarkers from a transaction coordinator or an admin client).
+    /// Internal topics take markers too: `__consumer_offsets` holds transactional offset
+    /// commits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_marker(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        index: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+        now_ms: i64,
+    ) -> Result<Appended, Refusal> {
+        let partition = self.leader_for_write(image, topic, index, -1)?;
         let outcome = partition
-            .append(records, now_ms)
+            .append_marker(producer_id, producer_epoch, marker, now_ms)
             .map_err(|error| (log_error_code(&error), error.to_string()))?;
-        if !outcome.duplicate {
-            let appended = (outcome.last_offset - outcome.base_offset + 1).max(0) as u64;
-            partition.traffic.record_produced(records.len(), appended);
-        }
         Ok(Appended { partition, outcome })
     }
 

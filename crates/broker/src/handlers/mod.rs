@@ -18,6 +18,7 @@ mod offsets;
 mod produce;
 mod producer_ids;
 mod topics;
+mod txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -259,6 +260,7 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::OffsetDelete => route!(group_offsets::offset_delete),
         ApiKey::ConsumerGroupHeartbeat => route!(consumer_groups::consumer_group_heartbeat),
         ApiKey::ConsumerGroupDescribe => route!(consumer_groups::consumer_group_describe),
+        ApiKey::WriteTxnMarkers => route!(txn_markers::write_txn_markers),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }

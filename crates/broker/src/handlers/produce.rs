@@ -40,11 +40,6 @@ pub fn handle(context: Context, request: ProduceRequest) -> Reply {
                 .with_base_offset(-1);
             let appended = if let Some(refusal) = &missing_transactional_id {
                 Err(refusal.clone())
-            } else if request.transactional_id.is_some() {
-                Err((
-                    ResponseError::InvalidTxnState,
-                    "transactions are not supported yet".to_string(),
-                ))
             } else {
                 let mut records = BytesMut::from(data.records.unwrap_or_default().as_ref());
                 context.broker.replicas.append_records(

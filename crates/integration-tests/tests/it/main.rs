@@ -19,6 +19,7 @@
 //! - [`metrics`]: the Prometheus endpoint.
 //! - [`cluster`]: three-node clusters: the controller quorum, replication, faults,
 //!   reassignment, network partitions.
+//! - [`transactions`]: transaction markers on partitions.
 //!
 //! The harness they share (broker processes, clusters, the raw client) is the crate's library.
 
@@ -31,3 +32,4 @@ mod lifecycle;
 mod metrics;
 mod produce_fetch;
 mod storage;
+mod transactions;

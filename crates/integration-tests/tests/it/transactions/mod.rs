@@ -1,0 +1,3 @@
+//! Transactions: markers on partitions, `read_committed` reads, the transaction coordinator.
+
+mod markers;
