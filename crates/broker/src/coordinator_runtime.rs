@@ -27,7 +27,7 @@ use cauce_protocol::batch::BatchIter;
 use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::{Mutex, RwLock};
 
-use crate::partition::Partition;
+use crate::partition::{FetchIsolation, Partition};
 use crate::replica_manager::ReplicaManager;
 use crate::BrokerError;
 
@@ -205,7 +205,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 )
             });
             loop {
-                let read = partition.read(position, 1 << 20, true)?;
+                let read = partition.read(position, 1 << 20, FetchIsolation::LogEnd)?;
                 let Some(slice) = read.slice else { break };
                 let bytes = slice.read_bytes().map_err(BrokerError::Io)?;
                 let mut next = position;

@@ -24,7 +24,9 @@
 //! - `active_connections`: Kafka connections open now.
 //! - `log_size_bytes{topic,partition}`, `log_segments{topic,partition}`,
 //!   `log_end_offset{topic,partition}`.
-//! - `consumer_group_lag{group,topic,partition}`: log end offset minus committed offset.
+//! - `consumer_group_lag{group,topic,partition}`: last stable offset minus committed offset
+//!   (the last stable offset is where `read_committed` consumers stop; without transactions it
+//!   is the high watermark).
 //! - `under_replicated_partitions`: partitions led here whose ISR lacks a replica.
 //!
 //! [`Partition`]: crate::partition::Partition
@@ -340,7 +342,7 @@ pub fn collect(broker: &Broker) -> Snapshot {
                 group: group.clone(),
                 topic,
                 partition: index,
-                lag: (partition.log_end_offset() - committed.offset).max(0),
+                lag: (partition.last_stable_offset() - committed.offset).max(0),
             });
         }
     }
@@ -424,7 +426,7 @@ fn render_snapshot(out: &mut String, snapshot: &Snapshot) {
         Family {
             name: "cauce_consumer_group_lag",
             kind: "gauge",
-            help: "Log end offset minus the group's committed offset.",
+            help: "Last stable offset (where read_committed consumers stop; the high watermark when no transaction is open) minus the group's committed offset.",
             series: snapshot
                 .group_lag
                 .iter()

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 
-use cauce_log::{AppendOutcome, Log, LogConfig, LogError, ReadSlice};
+use cauce_log::{AbortedTxn, AppendOutcome, Log, LogConfig, LogError, ReadSlice};
 use cauce_metadata::PartitionImage;
 use cauce_protocol::control::EndTxnMarker;
 use parking_lot::Mutex;
@@ -58,8 +58,40 @@ pub struct PartitionRead {
     pub slice: Option<ReadSlice>,
     /// The high watermark (on a single node, the log end offset).
     pub high_watermark: i64,
+    /// The last stable offset: no transaction below it is open or unreplicated.
+    pub last_stable_offset: i64,
     /// The first offset still in the log.
     pub log_start_offset: i64,
+    /// For a `read_committed` read that returned batches: the aborted transactions among them.
+    pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// How far a read may go, as Kafka's `FetchIsolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchIsolation {
+    /// To the log end: a follower replicating, or the broker reading its own partition.
+    LogEnd,
+    /// Below the high watermark: a `read_uncommitted` consumer.
+    HighWatermark,
+    /// Below the last stable offset: a `read_committed` consumer.
+    Committed,
+}
+
+impl FetchIsolation {
+    /// A consumer's isolation from the `isolation_level` field of Fetch and ListOffsets.
+    pub fn of_consumer(isolation_level: i8) -> FetchIsolation {
+        if isolation_level == 1 {
+            FetchIsolation::Committed
+        } else {
+            FetchIsolation::HighWatermark
+        }
+    }
+}
+
+/// The log's last stable offset at `high_watermark`, after telling it the high watermark.
+fn stable_offset(log: &mut Log, high_watermark: i64) -> i64 {
+    log.on_high_watermark(high_watermark);
+    log.last_stable_offset(high_watermark)
 }
 
 impl Partition {
@@ -337,34 +369,49 @@ impl Partition {
         Ok(outcome)
     }
 
-    /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless the first is larger:
-    /// below the high watermark for a consumer, up to the log end for a follower
-    /// (`to_log_end`). Between the two a consumer gets nothing, not an error.
+    /// Reads whole batches from `fetch_offset`, at most `max_bytes` unless the first is larger,
+    /// below the bound `isolation` names. Between that bound and the log end a reader gets
+    /// nothing, not an error. A `read_committed` read also gets the aborted transactions of
+    /// the range it may read.
     pub fn read(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
-        to_log_end: bool,
+        isolation: FetchIsolation,
     ) -> Result<PartitionRead, LogError> {
-        let log = self.log.lock();
+        let mut log = self.log.lock();
         let log_end_offset = log.log_end_offset();
         let high_watermark = self.high_watermark().min(log_end_offset);
+        let last_stable_offset = stable_offset(&mut log, high_watermark);
         let log_start_offset = log.log_start_offset();
-        let upper = if to_log_end {
-            log_end_offset
-        } else {
-            high_watermark
+        let upper = match isolation {
+            FetchIsolation::LogEnd => log_end_offset,
+            FetchIsolation::HighWatermark => high_watermark,
+            FetchIsolation::Committed => last_stable_offset,
         };
         let slice = if fetch_offset >= upper && fetch_offset <= log_end_offset {
             None
         } else {
             Some(log.read(fetch_offset, max_bytes, upper)?).filter(|slice| slice.length > 0)
         };
+        // Transactions reported up to the read's bound rather than the last batch returned:
+        // a reader ignores those that start after what it got, as with Kafka's segment bound.
+        let aborted = (isolation == FetchIsolation::Committed && slice.is_some())
+            .then(|| log.aborted_transactions(fetch_offset, upper));
         Ok(PartitionRead {
             slice,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
+            aborted,
         })
+    }
+
+    /// The last stable offset: where `read_committed` reads stop.
+    pub fn last_stable_offset(&self) -> i64 {
+        let mut log = self.log.lock();
+        let high_watermark = self.high_watermark().min(log.log_end_offset());
+        stable_offset(&mut log, high_watermark)
     }
 
     /// Runs `work` with the log locked; for the rarer operations (offsets, retention, deletes).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cauce_log::{AppendOutcome, Log, LogConfig, TimestampType};
+use cauce_log::{AbortedTxn, AppendOutcome, Log, LogConfig, TimestampType};
 use cauce_metadata::topic_config::effective_topic_configs;
 use cauce_metadata::{MetadataImage, PartitionImage, TopicImage};
 use parking_lot::{Mutex, RwLock};
@@ -20,7 +20,7 @@ use cauce_protocol::ResponseError;
 
 use crate::errors::log_error_code;
 use crate::high_watermarks::{self, HighWatermarks};
-use crate::partition::Partition;
+use crate::partition::{FetchIsolation, Partition};
 use crate::BrokerError;
 
 /// Name of the folder, under the data dir, that holds the metadata log.
@@ -246,16 +246,16 @@ impl ReplicaManager {
     }
 
     /// A fetch (Kafka's ReplicaManager.fetchMessages): reads every target, whole batches from
-    /// its offset, below the high watermark for a consumer and to the log end for a follower
-    /// (`to_log_end`); until `min_bytes` are read, an error is met or `deadline` passes, it
-    /// waits for any target to grow and reads again. `max_bytes` bounds the response, except
+    /// its offset, below the bound of `isolation` (the log end for a follower, the high
+    /// watermark or the last stable offset for a consumer); until `min_bytes` are read, an
+    /// error is met or `deadline` passes, it waits for any target to grow and reads again. `max_bytes` bounds the response, except
     /// that its first batch is returned whole (KIP-74).
     pub async fn fetch(
         targets: Vec<ReadTarget>,
         max_bytes: usize,
         min_bytes: usize,
         deadline: tokio::time::Instant,
-        to_log_end: bool,
+        isolation: FetchIsolation,
     ) -> Vec<PartitionRead> {
         let mut targets = targets;
         let mut grown: Vec<_> = targets
@@ -265,9 +265,13 @@ impl ReplicaManager {
                     .partition
                     .as_ref()
                     .ok()
-                    .map(|partition| match to_log_end {
-                        true => partition.subscribe_end_offset(),
-                        false => partition.subscribe_high_watermark(),
+                    .map(|partition| match isolation {
+                        FetchIsolation::LogEnd => partition.subscribe_end_offset(),
+                        // The last stable offset moves only when the high watermark does (or
+                        // the log is cut, which moves that too).
+                        FetchIsolation::HighWatermark | FetchIsolation::Committed => {
+                            partition.subscribe_high_watermark()
+                        }
                     })
             })
             .collect();
@@ -276,7 +280,7 @@ impl ReplicaManager {
                 receiver.borrow_and_update();
             }
             let (read_targets, reads, total_bytes, had_error) =
-                read_all(targets, max_bytes, to_log_end).await;
+                read_all(targets, max_bytes, isolation).await;
             targets = read_targets;
             let done = total_bytes >= min_bytes
                 || had_error
@@ -322,7 +326,8 @@ impl ReplicaManager {
 
     /// ListOffsets for one partition this broker leads: the offset for `timestamp` (or one of
     /// the special values), with the record's timestamp and the leader epoch; `None` when no
-    /// record is that recent. Blocking: it may search the time index.
+    /// record the reader may fetch (below the high watermark, or the last stable offset for
+    /// `read_committed`) is that recent. Blocking: it may search the time index.
     pub fn offset_for_timestamp(
         &self,
         image: &MetadataImage,
@@ -330,19 +335,29 @@ impl ReplicaManager {
         index: i32,
         current_leader_epoch: i32,
         timestamp: i64,
+        isolation: FetchIsolation,
     ) -> Result<Option<FoundOffset>, ResponseError> {
         let partition = self.leader_at_epoch(image, topic, index, current_leader_epoch)?;
         let epoch = partition.leader_epoch();
-        let high_watermark = partition.high_watermark();
+        // As Kafka: LATEST is the end of what the reader may fetch, and a search by timestamp
+        // finds only records below it.
+        let fetchable_end = match isolation {
+            FetchIsolation::Committed => partition.last_stable_offset(),
+            FetchIsolation::HighWatermark | FetchIsolation::LogEnd => partition.high_watermark(),
+        };
         let found = partition.with_log(|log| match timestamp {
-            LATEST_TIMESTAMP => Ok(Some((high_watermark, -1, epoch))),
+            LATEST_TIMESTAMP => Ok(Some((fetchable_end, -1, epoch))),
             EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => {
                 Ok(Some((log.log_start_offset(), -1, epoch)))
             }
-            MAX_TIMESTAMP => log
-                .max_timestamp_and_offset()
-                .map(|found| found.map(|(timestamp, offset)| (offset, timestamp, epoch))),
-            timestamp => log.offset_for_timestamp(timestamp),
+            MAX_TIMESTAMP => log.max_timestamp_and_offset().map(|found| {
+                found
+                    .map(|(timestamp, offset)| (offset, timestamp, epoch))
+                    .filter(|(offset, _, _)| *offset < fetchable_end)
+            }),
+            timestamp => log
+                .offset_for_timestamp(timestamp)
+                .map(|found| found.filter(|(offset, _, _)| *offset < fetchable_end)),
         });
         found
             .map(|found| {
@@ -606,8 +621,12 @@ pub struct PartitionRead {
     pub records: Result<Bytes, ResponseError>,
     /// The partition's high watermark; -1 when it was not reached.
     pub high_watermark: i64,
+    /// The partition's last stable offset; -1 when it was not reached.
+    pub last_stable_offset: i64,
     /// The partition's log start offset; -1 when it was not reached.
     pub log_start_offset: i64,
+    /// For `read_committed`: the aborted transactions of the records returned.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// Reads every target once, off the reactor; returns the targets back, what was read, the bytes
@@ -615,7 +634,7 @@ pub struct PartitionRead {
 async fn read_all(
     targets: Vec<ReadTarget>,
     max_bytes: usize,
-    to_log_end: bool,
+    isolation: FetchIsolation,
 ) -> (Vec<ReadTarget>, Vec<PartitionRead>, usize, bool) {
     let read = tokio::task::spawn_blocking(move || {
         let mut remaining = max_bytes;
@@ -626,7 +645,9 @@ async fn read_all(
             let unreached = |error: ResponseError| PartitionRead {
                 records: Err(error),
                 high_watermark: -1,
+                last_stable_offset: -1,
                 log_start_offset: -1,
+                aborted: None,
             };
             // A partition demoted since the fetch began is not read: its reader must go to the
             // new leader.
@@ -652,13 +673,7 @@ async fn read_all(
             // KIP-74: the first batch of the response is returned whole even above the
             // limits; later partitions only return batches that fit.
             let limit = target.max_bytes.min(remaining);
-            let read = read_partition(
-                partition,
-                target.fetch_offset,
-                limit,
-                total == 0,
-                to_log_end,
-            );
+            let read = read_partition(partition, target.fetch_offset, limit, total == 0, isolation);
             match &read.records {
                 Ok(bytes) => {
                     total += bytes.len();
@@ -679,9 +694,9 @@ fn read_partition(
     offset: i64,
     limit: usize,
     whole_first_batch: bool,
-    to_log_end: bool,
+    isolation: FetchIsolation,
 ) -> PartitionRead {
-    let read = match partition.read(offset, limit, to_log_end) {
+    let read = match partition.read(offset, limit, isolation) {
         Ok(read) => read,
         Err(error) => {
             if !matches!(error, cauce_log::LogError::OffsetOutOfRange { .. }) {
@@ -690,7 +705,9 @@ fn read_partition(
             return PartitionRead {
                 records: Err(log_error_code(&error)),
                 high_watermark: partition.high_watermark(),
+                last_stable_offset: partition.last_stable_offset(),
                 log_start_offset: partition.with_log(|log| log.log_start_offset()),
+                aborted: None,
             };
         }
     };
@@ -702,10 +719,17 @@ fn read_partition(
             ResponseError::KafkaStorageError
         }),
     };
+    // A batch dropped for the limit takes its aborted transactions with it.
+    let aborted = match &records {
+        Ok(bytes) if !bytes.is_empty() => read.aborted,
+        _ => None,
+    };
     PartitionRead {
         records,
         high_watermark: read.high_watermark,
+        last_stable_offset: read.last_stable_offset,
         log_start_offset: read.log_start_offset,
+        aborted,
     }
 }
 

@@ -7,13 +7,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cauce_protocol::kafka::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use cauce_protocol::kafka::messages::{FetchRequest, FetchResponse, TopicName};
+use cauce_log::AbortedTxn;
+use cauce_protocol::kafka::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use cauce_protocol::kafka::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use cauce_protocol::ResponseError;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{text, Context, Reply};
+use crate::partition::FetchIsolation;
 use crate::replica_manager::{ReadTarget, ReplicaManager};
 
 /// First version that addresses topics by id instead of by name.
@@ -80,6 +84,10 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
         request.replica_id.0
     };
     let follower = (replica >= 0).then_some(replica);
+    let isolation = match follower {
+        Some(_) => FetchIsolation::LogEnd,
+        None => FetchIsolation::of_consumer(request.isolation_level),
+    };
     let max_bytes = request.max_bytes.max(0) as usize;
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
@@ -90,9 +98,7 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
         }
     }
     Reply::Later(Box::pin(async move {
-        let reads =
-            ReplicaManager::fetch(targets, max_bytes, min_bytes, deadline, follower.is_some())
-                .await;
+        let reads = ReplicaManager::fetch(targets, max_bytes, min_bytes, deadline, isolation).await;
         let mut topics = topics;
         for ((topic_slot, index), read) in slots.into_iter().zip(reads) {
             let data = PartitionData::default()
@@ -101,7 +107,8 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
                 .with_log_start_offset(read.log_start_offset);
             let data = match read.records {
                 Ok(records) => data
-                    .with_last_stable_offset(read.high_watermark)
+                    .with_last_stable_offset(read.last_stable_offset)
+                    .with_aborted_transactions(aborted_transactions(isolation, read.aborted))
                     .with_records(Some(records)),
                 Err(error) => data.with_error_code(error.code()),
             };
@@ -118,4 +125,23 @@ pub fn handle(context: Context, request: FetchRequest) -> Reply {
             .with_session_id(0);
         context.respond_spliced(&response, record_sets)
     }))
+}
+
+/// The `aborted_transactions` of a partition's answer: a list (maybe empty) for
+/// `read_committed`, as Kafka sends it, and null otherwise.
+fn aborted_transactions(
+    isolation: FetchIsolation,
+    aborted: Option<Vec<AbortedTxn>>,
+) -> Option<Vec<AbortedTransaction>> {
+    (isolation == FetchIsolation::Committed).then(|| {
+        aborted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|aborted| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(aborted.producer_id))
+                    .with_first_offset(aborted.first_offset)
+            })
+            .collect()
+    })
 }

@@ -1,6 +1,7 @@
 //! ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions and changes about offsets.
 
 use super::{Context, Reply};
+use crate::partition::FetchIsolation;
 use cauce_protocol::kafka::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -38,6 +39,7 @@ pub fn list_offsets(context: Context, request: ListOffsetsRequest) -> Reply {
                             wanted.partition_index,
                             wanted.current_leader_epoch,
                             wanted.timestamp,
+                            FetchIsolation::of_consumer(request.isolation_level),
                         );
                         match found {
                             Ok(Some(found)) => {
