@@ -1,5 +1,6 @@
 //! A bounds-checked reader of Kafka's classic big-endian primitives, for the few formats the
-//! schema crate does not cover (legacy Produce, `__consumer_offsets` records). Every method
+//! schema crate does not cover (legacy Produce, `__consumer_offsets` and `__transaction_state`
+//! records). Every method
 //! returns `None` on short input instead of panicking.
 
 /// Reads primitives from the front of a byte slice.
@@ -51,6 +52,33 @@ impl<'a> WireReader<'a> {
         self.take(length as usize).map(Some)
     }
 
+    /// A byte.
+    pub fn i8(&mut self) -> Option<i8> {
+        self.take(1).map(|bytes| bytes[0] as i8)
+    }
+
+    /// An unsigned varint of at most 32 bits (the lengths and counts of flexible versions).
+    pub fn uvarint(&mut self) -> Option<u32> {
+        let mut value = 0u32;
+        for shift in (0..35).step_by(7) {
+            let byte = self.take(1)?[0];
+            let bits = u32::from(byte & 0x7f);
+            if shift == 28 && bits > 0x0f {
+                return None;
+            }
+            value |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// Bytes with an `i32` length; a negative length is null (`Some(None)`).
     pub fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         let length = self.i32()?;
@@ -72,5 +100,20 @@ mod tests {
         assert_eq!(reader.nullable_string_bytes(), Some(None));
         assert_eq!(reader.i32(), None);
         assert_eq!(reader.i16(), Some(0));
+    }
+
+    #[test]
+    fn uvarints_up_to_32_bits_and_no_longer() {
+        let mut reader = WireReader::new(&[0x00, 0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(reader.uvarint(), Some(0));
+        assert_eq!(reader.uvarint(), Some(127));
+        assert_eq!(reader.uvarint(), Some(128));
+        assert_eq!(reader.uvarint(), Some(u32::MAX));
+        assert!(reader.is_empty());
+        assert_eq!(
+            WireReader::new(&[0xff, 0xff, 0xff, 0xff, 0x1f]).uvarint(),
+            None
+        );
+        assert_eq!(WireReader::new(&[0x80, 0x80]).uvarint(), None);
     }
 }

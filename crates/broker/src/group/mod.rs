@@ -10,7 +10,7 @@
 pub(crate) mod consumer_group;
 pub(crate) mod coordinator;
 #[cfg(test)]
-mod prng;
+pub(crate) mod prng;
 pub mod records;
 pub(crate) mod shard;
 pub(crate) mod state;
