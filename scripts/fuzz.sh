@@ -13,7 +13,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request_frame request_body record_batch decompress quorum_frame metadata_records group_records segment_recovery)
+    targets=(request_frame request_body record_batch decompress quorum_frame metadata_records group_records txn_records segment_recovery)
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then
