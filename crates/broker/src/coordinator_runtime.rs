@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use cauce_metadata::TopicRequest;
 use cauce_protocol::batch::BatchIter;
 use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::{Mutex, RwLock};
 
 use crate::partition::{FetchIsolation, Partition};
 use crate::replica_manager::ReplicaManager;
-use crate::BrokerError;
+use crate::{Broker, BrokerError};
 
 /// The partition of a coordinator key (a group id, a transactional id) in an internal topic of
 /// `partitions` partitions, as Kafka places it: Java's `String.hashCode` (over UTF-16 units,
@@ -42,6 +43,54 @@ pub fn partition_for_key(key: &str, partitions: i32) -> i32 {
     });
     let non_negative = if hash == i32::MIN { 0 } else { hash.abs() };
     non_negative % partitions.max(1)
+}
+
+/// Creates a coordinator's internal topic if it does not exist yet, and waits until this
+/// broker has applied it (opened its partitions, loaded the shards it leads). A cluster waits
+/// until `replication_factor` brokers are live, as Kafka does; a single node keeps one copy.
+/// `creation` is held meanwhile, so that no request sees the new topic before this broker
+/// serves it.
+pub async fn ensure_internal_topic(
+    broker: &Broker,
+    creation: &tokio::sync::Mutex<()>,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+) -> Result<(), BrokerError> {
+    let _creation = creation.lock().await;
+    let image = broker.metadata.image();
+    if image.topic(name).is_some() {
+        return Ok(());
+    }
+    let live = image
+        .brokers
+        .values()
+        .filter(|broker| !broker.fenced)
+        .count();
+    let wanted = replication_factor.max(1);
+    let replication_factor = if broker.quorum.is_none() {
+        wanted.min(live.max(1) as i16)
+    } else if (live as i16) < wanted {
+        return Err(BrokerError::Config(format!(
+            "{name} needs {wanted} live brokers (its replication factor), found {live}"
+        )));
+    } else {
+        wanted
+    };
+    let request = TopicRequest {
+        name: name.to_string(),
+        num_partitions: partitions,
+        replication_factor,
+        assignments: Vec::new(),
+        configs,
+    };
+    match broker.metadata.create_topic(&request, false).await {
+        Ok(_) | Err(cauce_metadata::MetadataError::TopicAlreadyExists(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    broker.logs_caught_up().await;
+    Ok(())
 }
 
 /// What a coordinator keeps for one partition of its internal topic.

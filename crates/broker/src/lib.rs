@@ -53,10 +53,7 @@ pub(crate) mod replication;
 pub(crate) mod server;
 pub(crate) mod shutdown;
 pub(crate) mod splice;
-// The coordinator's shell, handlers and configuration come next (docs/TRANSACTIONS.md step 5);
-// until they use them, the records and state machine are exercised by their tests and the
-// fuzz target only. Public for the fuzz target, as group::records is.
-#[allow(dead_code)]
+// Public for the fuzz target of its records, as group::records is.
 pub mod txn;
 
 use std::sync::Arc;
@@ -95,6 +92,8 @@ pub(crate) struct Broker {
     pub replicas: replica_manager::ReplicaManager,
     /// Consumer groups and committed offsets.
     pub groups: group::GroupCoordinator,
+    /// Transactional ids and their transactions.
+    pub transactions: txn::TxnCoordinator,
     /// Request counters and the connection gauge, for `/metrics`.
     pub metrics: metrics::BrokerMetrics,
     /// This node's member of the controller quorum; `None` for a single node.
@@ -147,6 +146,14 @@ impl Broker {
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
         };
         let groups = group::GroupCoordinator::new(settings);
+        let transactions = txn::TxnCoordinator::new(txn::TxnSettings {
+            partitions: config.transaction_state_log_num_partitions,
+            replication_factor: config.transaction_state_log_replication_factor,
+            min_isr: config.transaction_state_log_min_isr,
+            segment_bytes: config.transaction_state_log_segment_bytes,
+            max_timeout_ms: config.transaction_max_timeout_ms,
+            id_expiration_ms: config.transactional_id_expiration_ms,
+        });
         let request_memory = limits::RequestMemory::new(config.queued_max_request_bytes);
         let connection_limits = limits::ConnectionLimits::new(
             config.max_connections,
@@ -162,6 +169,7 @@ impl Broker {
             metadata,
             replicas,
             groups,
+            transactions,
             metrics: metrics::BrokerMetrics::default(),
             quorum,
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -194,7 +202,8 @@ impl Broker {
         let applied = self
             .replicas
             .apply(image)
-            .and_then(|()| self.groups.follow_leadership(self));
+            .and_then(|()| self.groups.follow_leadership(self))
+            .and_then(|()| self.transactions.follow_leadership(self));
         // Sent even after a failure (logged by the caller): waiters answer with what is hosted.
         self.logs_applied.send_replace(image.records_applied);
         applied

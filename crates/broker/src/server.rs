@@ -255,6 +255,14 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
     let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
     let mut metrics_fold = tokio::time::interval(METRICS_FOLD_INTERVAL);
     let mut group_tick = tokio::time::interval(GROUP_TICK_INTERVAL);
+    // Timed-out transactions are looked for this often, and a coordinator that took over a
+    // partition resumes the markers of its decided transactions within this time (at most 1 s).
+    let mut transaction_tick = tokio::time::interval(Duration::from_millis(
+        broker
+            .config
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms
+            .clamp(1, 1000) as u64,
+    ));
     let mut checkpoint = tokio::time::interval(Duration::from_millis(
         broker.config.replica_high_watermark_checkpoint_interval_ms,
     ));
@@ -273,6 +281,7 @@ async fn background_tasks(broker: Arc<Broker>, mut shutdown: Shutdown) {
                 }
             }
             _ = group_tick.tick() => broker.groups.tick(&broker).await,
+            _ = transaction_tick.tick() => broker.transactions.tick(&broker).await,
             _ = metrics_fold.tick() => {
                 let broker = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || broker.metrics.fold_samples()).await;

@@ -223,6 +223,51 @@ broker_config! {
             parse at_least(1, "an integer of at least 1");
     }
 
+    section "Transactions" {
+        /// Partitions of the internal __transaction_state topic (created on first use).
+        transaction_state_log_num_partitions: i32 = 50,
+            key "transaction.state.log.num.partitions", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// Copies of each __transaction_state partition. In a cluster the topic is created once
+        /// this many brokers are registered; a single node keeps one copy.
+        transaction_state_log_replication_factor: i16 = 3,
+            key "transaction.state.log.replication.factor", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// min.insync.replicas of __transaction_state: a transaction's state is acknowledged
+        /// once this many replicas hold it.
+        transaction_state_log_min_isr: i32 = 2, key "transaction.state.log.min.isr", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// Segment size of __transaction_state.
+        transaction_state_log_segment_bytes: i64 = 104_857_600,
+            key "transaction.state.log.segment.bytes", kind Int,
+            parse at_least(1024, "an integer of at least 1024");
+
+        /// Largest transaction.timeout.ms a producer may ask for; a larger one gets
+        /// INVALID_TRANSACTION_TIMEOUT.
+        transaction_max_timeout_ms: i32 = 900_000, key "transaction.max.timeout.ms", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// How often the coordinator looks for transactions open longer than their timeout,
+        /// which it aborts.
+        transaction_abort_timed_out_transaction_cleanup_interval_ms: i64 = 10_000,
+            key "transaction.abort.timed.out.transaction.cleanup.interval.ms", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// How long a transactional id may stay idle (no transaction open) before the
+        /// coordinator forgets it.
+        transactional_id_expiration_ms: i64 = 604_800_000,
+            key "transactional.id.expiration.ms", kind Int,
+            parse at_least(1, "an integer of at least 1");
+
+        /// How often the coordinator looks for idle transactional ids to forget.
+        transaction_remove_expired_transaction_cleanup_interval_ms: i64 = 3_600_000,
+            key "transaction.remove.expired.transaction.cleanup.interval.ms", kind Int,
+            parse at_least(1, "an integer of at least 1");
+    }
+
     derived {
         /// Address the controller listener binds: the `listeners` entry named by
         /// `controller.listener.names`. Needed when this node is a voter of a multi-node quorum.

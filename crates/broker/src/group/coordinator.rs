@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
-use cauce_metadata::TopicRequest;
 use tokio::sync::oneshot;
 
 use super::consumer_group::{
@@ -129,45 +128,22 @@ impl GroupCoordinator {
     /// `offsets.topic.replication.factor` brokers are live, as Kafka does; a single node keeps
     /// one copy.
     pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), BrokerError> {
-        let _creation = self.offsets_topic_creation.lock().await;
-        let image = broker.metadata.image();
-        if image.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let live = image
-            .brokers
-            .values()
-            .filter(|broker| !broker.fenced)
-            .count();
-        let wanted = self.settings.offsets_replication_factor.max(1);
-        let replication_factor = if broker.quorum.is_none() {
-            wanted.min(live.max(1) as i16)
-        } else if (live as i16) < wanted {
-            return Err(BrokerError::Config(format!(
-                "{OFFSETS_TOPIC} needs {wanted} live brokers (offsets.topic.replication.factor), found {live}"
-            )));
-        } else {
-            wanted
-        };
-        let request = TopicRequest {
-            name: OFFSETS_TOPIC.to_string(),
-            num_partitions: self.settings.offsets_partitions,
-            replication_factor,
-            assignments: Vec::new(),
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                (
-                    "segment.bytes".to_string(),
-                    self.settings.offsets_segment_bytes.to_string(),
-                ),
-            ]),
-        };
-        match broker.metadata.create_topic(&request, false).await {
-            Ok(_) | Err(cauce_metadata::MetadataError::TopicAlreadyExists(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
-        broker.logs_caught_up().await;
-        Ok(())
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.settings.offsets_segment_bytes.to_string(),
+            ),
+        ]);
+        crate::coordinator_runtime::ensure_internal_topic(
+            broker,
+            &self.offsets_topic_creation,
+            OFFSETS_TOPIC,
+            self.settings.offsets_partitions,
+            self.settings.offsets_replication_factor,
+            configs,
+        )
+        .await
     }
 
     /// Serves the `__consumer_offsets` partitions this broker leads now: replays those it has

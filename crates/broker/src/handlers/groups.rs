@@ -23,10 +23,13 @@ use super::{text, Context, Reply};
 use crate::errors::group_error_code;
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::group::state::JoinRequest;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 use crate::{Broker, BrokerError};
 
-/// FindCoordinator key type of consumer groups; 1 is transactions.
+/// FindCoordinator key type of consumer groups.
 const GROUP_KEY_TYPE: i8 = 0;
+/// FindCoordinator key type of transactional ids.
+const TRANSACTION_KEY_TYPE: i8 = 1;
 /// First FindCoordinator version that batches keys.
 const BATCHED_FIND_COORDINATOR_VERSION: i16 = 4;
 /// First JoinGroup version whose new members must learn their id first (KIP-394).
@@ -82,14 +85,21 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
         } else {
             vec![request.key.to_string()]
         };
-        let offsets_topic =
-            if request.key_type == GROUP_KEY_TYPE && keys.iter().any(|key| valid_group_id(key)) {
-                offsets_topic_ready(&context.broker).await
-            } else {
-                Ok(())
-            };
-        if let Err(error) = &offsets_topic {
-            tracing::warn!(%error, "__consumer_offsets is not available");
+        let key_type = request.key_type;
+        let wanted = keys.iter().any(|key| !key.is_empty());
+        let internal_topic = match key_type {
+            GROUP_KEY_TYPE if wanted => offsets_topic_ready(&context.broker).await,
+            TRANSACTION_KEY_TYPE if wanted => {
+                context
+                    .broker
+                    .transactions
+                    .ensure_topic(&context.broker)
+                    .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = &internal_topic {
+            tracing::warn!(%error, key_type, "a coordinator topic is not available");
         }
         let coordinators: Vec<Coordinator> = keys
             .into_iter()
@@ -104,27 +114,41 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
                         .with_error_code(error.code())
                         .with_error_message(Some(text(message)))
                 };
-                if request.key_type != GROUP_KEY_TYPE {
+                let (topic, index) = match key_type {
+                    GROUP_KEY_TYPE if valid_group_id(&key) => {
+                        (OFFSETS_TOPIC, context.broker.groups.partition_of(&key))
+                    }
+                    GROUP_KEY_TYPE => {
+                        return refused(ResponseError::InvalidGroupId, "the group id is empty")
+                    }
+                    TRANSACTION_KEY_TYPE if !key.is_empty() => (
+                        TRANSACTION_STATE_TOPIC,
+                        context.broker.transactions.partition_of(&key),
+                    ),
+                    TRANSACTION_KEY_TYPE => {
+                        return refused(
+                            ResponseError::InvalidRequest,
+                            "the transactional id is empty",
+                        )
+                    }
+                    _ => {
+                        return refused(
+                            ResponseError::InvalidRequest,
+                            "unknown coordinator key type",
+                        )
+                    }
+                };
+                if internal_topic.is_err() {
                     return refused(
                         ResponseError::CoordinatorNotAvailable,
-                        "transactions are not supported yet",
+                        "the coordinator's internal topic is not available",
                     );
                 }
-                if !valid_group_id(&key) {
-                    return refused(ResponseError::InvalidGroupId, "the group id is empty");
-                }
-                if offsets_topic.is_err() {
-                    return refused(
-                        ResponseError::CoordinatorNotAvailable,
-                        "the offsets topic is not available",
-                    );
-                }
-                // The coordinator is the leader of the group's offsets partition.
+                // The coordinator is the leader of the key's partition of the internal topic.
                 let image = context.broker.metadata.image();
-                let index = context.broker.groups.partition_of(&key) as usize;
                 let leader = image
-                    .topic(OFFSETS_TOPIC)
-                    .and_then(|topic| topic.partitions.get(index))
+                    .topic(topic)
+                    .and_then(|topic| topic.partitions.get(index as usize))
                     .map(|partition| partition.leader)
                     .and_then(|leader| image.brokers.get(&leader))
                     .filter(|registration| !registration.fenced);
@@ -135,7 +159,7 @@ pub fn find_coordinator(context: Context, request: FindCoordinatorRequest) -> Re
                         .with_port(registration.port),
                     None => refused(
                         ResponseError::CoordinatorNotAvailable,
-                        "the group's offsets partition has no leader",
+                        "the key's partition has no leader",
                     ),
                 }
             })

@@ -18,6 +18,7 @@ mod offsets;
 mod produce;
 mod producer_ids;
 mod topics;
+mod txn;
 mod txn_markers;
 
 use std::future::Future;
@@ -261,6 +262,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::ConsumerGroupHeartbeat => route!(consumer_groups::consumer_group_heartbeat),
         ApiKey::ConsumerGroupDescribe => route!(consumer_groups::consumer_group_describe),
         ApiKey::WriteTxnMarkers => route!(txn_markers::write_txn_markers),
+        ApiKey::AddPartitionsToTxn => route!(txn::add_partitions_to_txn),
+        ApiKey::EndTxn => route!(txn::end_txn),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }

@@ -17,10 +17,7 @@ use cauce_integration_tests::raw::{
 };
 use cauce_integration_tests::{BrokerProcess, RawClient};
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, TransactionalId,
-};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use rdkafka::producer::{FutureRecord, Producer as _};
 
 /// InitProducerId v4 can bump the epoch of an existing producer id (KIP-360).
@@ -299,24 +296,6 @@ fn producer_state_survives_restart_and_kill_9() {
     assert_eq!(produce_ok(&mut client, "durable-producer", &fourth), 5);
     let stored = read_every_offset_and_value_from_offset_zero(&mut client, "durable-producer");
     assert_eq!(values_of(&stored), ["a", "b", "c", "d", "e", "f"]);
-}
-
-#[test]
-fn init_producer_id_with_a_transactional_id_is_refused() {
-    let broker = BrokerProcess::start();
-    let mut client = RawClient::connect(broker.address);
-    let response: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        INIT_PRODUCER_ID_VERSION,
-        &init_producer_id_request().with_transactional_id(Some(TransactionalId(
-            StrBytes::from_static_str("payments-tx"),
-        ))),
-    );
-    assert_ne!(
-        response.error_code, 0,
-        "transactions are not supported, so no transactional producer id"
-    );
-    assert_eq!(response.producer_id.0, -1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

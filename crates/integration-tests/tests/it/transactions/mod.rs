@@ -1,26 +1,32 @@
 //! Transactions: markers on partitions, `read_committed` reads, the transaction coordinator.
 //!
-//! Until the coordinator exists, the tests write transactions by hand: transactional batches
-//! with the raw protocol, then the markers a coordinator would have the leader write.
+//! The marker and read tests write transactions by hand (transactional batches with the raw
+//! protocol, then the markers a coordinator would have the leader write), so that they control
+//! every offset; the producer tests go through the coordinator.
 
 mod markers;
+mod producers;
 mod read_committed;
 
 use cauce_integration_tests::raw::{
-    current_unix_time_ms, produce_request, topic_name, PRODUCE_VERSION,
+    current_unix_time_ms, produce_request, topic_name, LIST_OFFSETS_LATEST_TIMESTAMP,
+    PRODUCE_VERSION,
 };
 use cauce_integration_tests::RawClient;
 use cauce_protocol::records::{build_batch, BatchOptions, NewRecord};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ProduceResponse, ProducerId, TransactionalId, WriteTxnMarkersRequest,
-    WriteTxnMarkersResponse,
+    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, ProduceResponse, ProducerId,
+    TransactionalId, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
-/// Produces `values` as one transactional batch of `producer_id` at epoch 0.
+/// Produces `values` as one transactional batch of `producer_id` at epoch 0, first sequence
+/// `sequence`, under the transactional id `txn-<producer id>`.
 pub fn produce_transactional(
     client: &mut RawClient,
     topic: &str,
@@ -28,6 +34,50 @@ pub fn produce_transactional(
     sequence: i32,
     values: &[&str],
 ) -> i64 {
+    let transactional_id = format!("txn-{producer_id}");
+    let partition = produce_transactional_batch(
+        client,
+        topic,
+        producer_id,
+        0,
+        sequence,
+        &transactional_id,
+        values,
+    );
+    assert_eq!(partition.error_code, 0, "{:?}", partition.error_message);
+    partition.base_offset
+}
+
+/// Produces `values` as one transactional batch at sequence 0 and returns the error code.
+pub fn produce_transactional_at(
+    client: &mut RawClient,
+    topic: &str,
+    producer_id: i64,
+    epoch: i16,
+    transactional_id: &str,
+    values: &[&str],
+) -> i16 {
+    produce_transactional_batch(
+        client,
+        topic,
+        producer_id,
+        epoch,
+        0,
+        transactional_id,
+        values,
+    )
+    .error_code
+}
+
+fn produce_transactional_batch(
+    client: &mut RawClient,
+    topic: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    sequence: i32,
+    transactional_id: &str,
+    values: &[&str],
+) -> PartitionProduceResponse {
     let records: Vec<NewRecord> = values
         .iter()
         .map(|value| NewRecord::value_only(current_unix_time_ms(), value.as_bytes().to_vec()))
@@ -37,7 +87,7 @@ pub fn produce_transactional(
         &records,
         &BatchOptions {
             producer_id,
-            producer_epoch: 0,
+            producer_epoch,
             base_sequence: sequence,
             is_transactional: true,
             ..BatchOptions::default()
@@ -45,12 +95,31 @@ pub fn produce_transactional(
     )
     .unwrap();
     let request = produce_request(topic, 0, batch).with_transactional_id(Some(TransactionalId(
-        StrBytes::from_string(format!("txn-{producer_id}")),
+        StrBytes::from_string(transactional_id.to_string()),
     )));
     let response: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
-    let partition = &response.responses[0].partition_responses[0];
-    assert_eq!(partition.error_code, 0, "{:?}", partition.error_message);
-    partition.base_offset
+    response.responses[0].partition_responses[0].clone()
+}
+
+/// ListOffsets LATEST of partition 0 for `isolation_level` (1: the last stable offset).
+pub fn latest_offset(client: &mut RawClient, topic: &str, isolation_level: i8) -> i64 {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation_level)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(LIST_OFFSETS_LATEST_TIMESTAMP)])]);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 8, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.offset
+}
+
+/// The last stable offset of partition 0, from ListOffsets.
+pub fn latest_committed_offset(client: &mut RawClient, topic: &str) -> i64 {
+    latest_offset(client, topic, 1)
 }
 
 /// Sends one marker for partition 0 of `topic` and returns that partition's error code.

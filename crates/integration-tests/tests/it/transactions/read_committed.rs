@@ -9,18 +9,15 @@ use cauce_integration_tests::clients::{
 };
 use cauce_integration_tests::raw::{
     create_single_partition_topic, fetch_request_for_partition_zero,
-    produce_each_value_as_its_own_batch, topic_name, LIST_OFFSETS_LATEST_TIMESTAMP,
+    produce_each_value_as_its_own_batch,
 };
 use cauce_integration_tests::{BrokerProcess, RawClient};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
-};
+use kafka_protocol::messages::{ApiKey, FetchResponse};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{produce_transactional, write_marker};
+use super::{latest_offset, produce_transactional, write_marker};
 
 const TOPIC: &str = "txn-reads";
 
@@ -39,21 +36,6 @@ fn write_transactions(client: &mut RawClient) {
     assert_eq!(write_marker(client, TOPIC, 2000, 0, false, 0), 0);
     assert_eq!(produce_transactional(client, TOPIC, 3000, 0, &["open1"]), 7);
     produce_each_value_as_its_own_batch(client, TOPIC, &["p2".to_string()]);
-}
-
-fn latest_offset(client: &mut RawClient, isolation_level: i8) -> i64 {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(isolation_level)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(topic_name(TOPIC))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(LIST_OFFSETS_LATEST_TIMESTAMP)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 8, &request);
-    let partition = &response.topics[0].partitions[0];
-    assert_eq!(partition.error_code, 0);
-    partition.offset
 }
 
 fn consumer(bootstrap: &str, isolation: &str) -> BaseConsumer {
@@ -115,12 +97,12 @@ fn fetch_stops_at_the_last_stable_offset_and_names_aborted_transactions() {
     assert!(partition.aborted_transactions.is_none());
     assert!(String::from_utf8_lossy(&partition.records.clone().unwrap_or_default()).contains("p2"));
 
-    assert_eq!(latest_offset(&mut client, 1), 7);
-    assert_eq!(latest_offset(&mut client, 0), 9);
+    assert_eq!(latest_offset(&mut client, TOPIC, 1), 7);
+    assert_eq!(latest_offset(&mut client, TOPIC, 0), 9);
 
     // The commit of producer 3000 releases the rest.
     assert_eq!(write_marker(&mut client, TOPIC, 3000, 0, true, 0), 0);
-    assert_eq!(latest_offset(&mut client, 1), 10);
+    assert_eq!(latest_offset(&mut client, TOPIC, 1), 10);
     request.isolation_level = 1;
     request.topics[0].partitions[0].fetch_offset = 7;
     let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
