@@ -278,12 +278,18 @@ const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
 impl RawClient {
     /// Connects to a broker.
     pub fn connect(address: SocketAddr) -> RawClient {
+        RawClient::connect_as(address, "cauce-raw-test")
+    }
+
+    /// Connects to a broker with the client id `client_id` in every request header (Kafka
+    /// lets `__admin_client` write internal topics).
+    pub fn connect_as(address: SocketAddr, client_id: &str) -> RawClient {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let options = ClientOptions {
-            client_id: "cauce-raw-test".to_string(),
+            client_id: client_id.to_string(),
             connect_timeout: RAW_READ_TIMEOUT,
             request_timeout: RAW_READ_TIMEOUT,
             // Tests read whatever the broker answers, however large.

@@ -11,9 +11,8 @@ use cauce_integration_tests::raw::{create_single_partition_topic, topic_name};
 use cauce_integration_tests::{BrokerProcess, RawClient};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProducerId, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::config::ClientConfig;
@@ -141,17 +140,6 @@ fn a_second_instance_fences_the_first_and_its_open_transaction_is_aborted() {
     assert_eq!(values(&uncommitted, 2), ["zombie", "successor"]);
 }
 
-fn find_transaction_coordinator(client: &mut RawClient, transactional_id: &str) -> i16 {
-    let response: FindCoordinatorResponse = client.call(
-        ApiKey::FindCoordinator,
-        3,
-        &FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_string(transactional_id.to_string()))
-            .with_key_type(1),
-    );
-    response.error_code
-}
-
 fn init(client: &mut RawClient, transactional_id: &str, timeout_ms: i32) -> InitProducerIdResponse {
     client.call(
         ApiKey::InitProducerId,
@@ -190,21 +178,6 @@ fn add_partition(
     response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
 }
 
-fn end(client: &mut RawClient, transactional_id: &str, producer_id: i64, epoch: i16) -> i16 {
-    let response: EndTxnResponse = client.call(
-        ApiKey::EndTxn,
-        3,
-        &EndTxnRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_string(
-                transactional_id.to_string(),
-            )))
-            .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(epoch)
-            .with_committed(true),
-    );
-    response.error_code
-}
-
 #[test]
 fn the_coordinator_refuses_as_kafka_does() {
     let broker = BrokerProcess::start();
@@ -215,7 +188,7 @@ fn the_coordinator_refuses_as_kafka_does() {
         init(&mut client, "rules", 60_000).error_code,
         NOT_COORDINATOR
     );
-    assert_eq!(find_transaction_coordinator(&mut client, "rules"), 0);
+    super::find_transaction_coordinator(&mut client, "rules");
 
     assert_eq!(
         init(&mut client, "rules", 0).error_code,
@@ -237,7 +210,7 @@ fn the_coordinator_refuses_as_kafka_does() {
     let producer_id = first.producer_id.0;
 
     assert_eq!(
-        end(&mut client, "rules", producer_id, 1),
+        super::end_transaction(&mut client, "rules", producer_id, 1, true),
         INVALID_TXN_STATE,
         "nothing open"
     );
@@ -258,7 +231,10 @@ fn the_coordinator_refuses_as_kafka_does() {
         add_partition(&mut client, 3, "rules", producer_id, 1, "txn-rules"),
         0
     );
-    assert_eq!(end(&mut client, "rules", producer_id, 1), 0);
+    assert_eq!(
+        super::end_transaction(&mut client, "rules", producer_id, 1, true),
+        0
+    );
 }
 
 #[test]
@@ -268,7 +244,7 @@ fn a_transaction_left_open_is_aborted_after_its_timeout_and_the_lso_moves() {
     );
     let mut client = RawClient::connect(broker.address);
     create_single_partition_topic(&mut client, "txn-hang", &[]);
-    assert_eq!(find_transaction_coordinator(&mut client, "hanging"), 0);
+    super::find_transaction_coordinator(&mut client, "hanging");
     let producer = init(&mut client, "hanging", 1000);
     assert_eq!(producer.error_code, 0);
     let (producer_id, epoch) = (producer.producer_id.0, producer.producer_epoch);
