@@ -25,6 +25,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use cauce_metadata::TopicRequest;
 use cauce_protocol::batch::BatchIter;
+use cauce_protocol::control::{parse_control, ControlRecord, TransactionResult};
 use cauce_protocol::records::{build_batch, records, BatchOptions, NewRecord};
 use parking_lot::{Mutex, RwLock};
 
@@ -96,8 +97,13 @@ pub async fn ensure_internal_topic(
 /// What a coordinator keeps for one partition of its internal topic.
 pub trait CoordinatorShard: Send + 'static {
     /// Applies one record read back from the partition while it loads. A record without a
-    /// value is a tombstone.
-    fn replay(&mut self, key: &[u8], value: Option<&[u8]>);
+    /// value is a tombstone. `transactional_producer` names the producer of a transactional
+    /// batch, whose records count only once its COMMIT marker is replayed.
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>, transactional_producer: Option<i64>);
+
+    /// Applies a transaction marker read back from the partition: the producer's transactional
+    /// records before it are committed or aborted.
+    fn replay_marker(&mut self, _producer_id: i64, _result: TransactionResult) {}
 
     /// Called once every record of the partition has been replayed, with the time, so the
     /// coordinator can rebuild what it derives from the records.
@@ -261,9 +267,17 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 for batch in BatchIter::new(&bytes) {
                     next = batch.header.next_offset();
                     if batch.header.is_control() {
-                        // Transaction markers hold no coordinator record.
+                        if let Ok((header, ControlRecord::EndTxn(marker))) =
+                            parse_control(batch.bytes)
+                        {
+                            state.replay_marker(header.producer_id, marker.result);
+                        }
                         continue;
                     }
+                    let transactional_producer = batch
+                        .header
+                        .is_transactional()
+                        .then_some(batch.header.producer_id);
                     let Ok((_, iterator)) = records(batch.bytes, max_decompressed) else {
                         continue;
                     };
@@ -271,7 +285,7 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                         let Some(key) = record.key.as_deref() else {
                             continue;
                         };
-                        state.replay(key, record.value.as_deref());
+                        state.replay(key, record.value.as_deref(), transactional_producer);
                         replayed += 1;
                     }
                 }
@@ -302,6 +316,33 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
         entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         now_ms: i64,
     ) -> Result<Written, BrokerError> {
+        self.append(logs, partition_index, entries, None, now_ms)
+    }
+
+    /// Like [`CoordinatorRuntime::write`], as one transactional batch of the producer
+    /// `(producer id, epoch)`: the records take effect when its COMMIT marker is written. The
+    /// batch continues the producer's sequence in the partition, so that the log's checks
+    /// hold for the coordinator's writes as for a client's.
+    pub fn write_transactional(
+        &self,
+        logs: &ReplicaManager,
+        partition_index: i32,
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        producer: (i64, i16),
+        now_ms: i64,
+    ) -> Result<Written, BrokerError> {
+        self.append(logs, partition_index, entries, Some(producer), now_ms)
+    }
+
+    /// Appends with the acknowledgement of the local write only; see `write`.
+    fn append(
+        &self,
+        logs: &ReplicaManager,
+        partition_index: i32,
+        entries: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        producer: Option<(i64, i16)>,
+        now_ms: i64,
+    ) -> Result<Written, BrokerError> {
         let Some(partition) = logs.partition(self.topic, partition_index) else {
             return Err(BrokerError::Config(format!(
                 "{} partition {partition_index} is not hosted here",
@@ -317,7 +358,25 @@ impl<S: CoordinatorShard> CoordinatorRuntime<S> {
                 headers: Vec::new(),
             })
             .collect();
-        let batch = build_batch(0, &new_records, &BatchOptions::default())
+        let options = match producer {
+            None => BatchOptions::default(),
+            Some((producer_id, producer_epoch)) => {
+                let base_sequence = partition.with_log(|log| {
+                    log.producer_state(producer_id)
+                        .filter(|entry| entry.producer_epoch == producer_epoch)
+                        .and_then(|entry| entry.last_sequence())
+                        .map_or(0, |last| cauce_protocol::batch::increment_sequence(last, 1))
+                });
+                BatchOptions {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence,
+                    is_transactional: true,
+                    ..BatchOptions::default()
+                }
+            }
+        };
+        let batch = build_batch(0, &new_records, &options)
             .map_err(|error| BrokerError::Config(error.to_string()))?;
         let mut bytes = BytesMut::from(&batch[..]);
         let outcome = partition.append(&mut bytes, now_ms)?;

@@ -28,7 +28,11 @@ use super::state::{
     SyncOutcome,
 };
 use crate::coordinator_runtime::{CoordinatorRuntime, SharedShard};
+use crate::errors::{group_error_code, log_error_code};
+use crate::replica_manager::{Appended, Refusal};
 use crate::{now_ms, Broker, BrokerError};
+use cauce_protocol::control::EndTxnMarker;
+use cauce_protocol::ResponseError;
 
 /// The internal topic that stores offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -53,6 +57,16 @@ pub struct CoordinatorSettings {
     pub offsets_segment_bytes: i64,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+}
+
+/// Who commits offsets, as OffsetCommit and TxnOffsetCommit name the member.
+pub struct Committer<'a> {
+    /// The member id (empty for a simple consumer).
+    pub member_id: &'a str,
+    /// Its static instance id.
+    pub group_instance_id: Option<&'a str>,
+    /// Its generation (or KIP-848 member epoch); negative for a simple consumer.
+    pub generation_id: i32,
 }
 
 /// A snapshot of a group for DescribeGroups.
@@ -362,7 +376,9 @@ impl GroupCoordinator {
                     .offsets
                     .get(&group_id)
                     .is_some_and(|offsets| !offsets.is_empty());
-                if expired && has_offsets {
+                // Offsets an open transaction may still commit keep the group (Kafka's
+                // openTransactionsByGroup).
+                if expired && has_offsets && !shard.has_pending_offsets(&group_id) {
                     expired_groups.push(group_id);
                 }
             }
@@ -395,26 +411,12 @@ impl GroupCoordinator {
         let shard = self.serving_shard(group_id);
         let written = {
             let mut locked = shard.lock();
-            let consumer_verdict = locked
-                .consumer_groups
-                .get(group_id)
-                .map(|group| group.check_commit(member_id, generation_id));
-            match consumer_verdict {
-                Some(Err(ConsumerGroupError::StaleMemberEpoch)) => {
-                    return Err(GroupError::StaleMemberEpoch)
-                }
-                Some(Err(ConsumerGroupError::FencedMemberEpoch)) => {
-                    return Err(GroupError::FencedMemberEpoch)
-                }
-                Some(Err(_)) => return Err(GroupError::UnknownMemberId),
-                Some(Ok(())) => {}
-                None => self.with_group(broker, &mut locked, group_id, |group, now| {
-                    (
-                        group.check_commit(member_id, group_instance_id, generation_id, now),
-                        Vec::new(),
-                    )
-                })?,
-            }
+            let committer = Committer {
+                member_id,
+                group_instance_id,
+                generation_id,
+            };
+            self.check_committer(broker, &mut locked, group_id, &committer)?;
             if commits.is_empty() {
                 return Ok(());
             }
@@ -450,6 +452,148 @@ impl GroupCoordinator {
             group_offsets.insert((topic, partition), committed);
         }
         Ok(())
+    }
+
+    /// Whether the member may commit offsets for the group, classic or KIP-848: an unknown
+    /// group with a negative generation is a simple consumer's, as Kafka allows.
+    fn check_committer(
+        &self,
+        broker: &Broker,
+        locked: &mut GroupShard,
+        group_id: &str,
+        committer: &Committer,
+    ) -> Result<(), GroupError> {
+        let consumer_verdict = locked
+            .consumer_groups
+            .get(group_id)
+            .map(|group| group.check_commit(committer.member_id, committer.generation_id));
+        match consumer_verdict {
+            Some(Err(ConsumerGroupError::StaleMemberEpoch)) => Err(GroupError::StaleMemberEpoch),
+            Some(Err(ConsumerGroupError::FencedMemberEpoch)) => Err(GroupError::FencedMemberEpoch),
+            Some(Err(_)) => Err(GroupError::UnknownMemberId),
+            Some(Ok(())) => Ok(()),
+            None => self.with_group(broker, locked, group_id, |group, now| {
+                (
+                    group.check_commit(
+                        committer.member_id,
+                        committer.group_instance_id,
+                        committer.generation_id,
+                        now,
+                    ),
+                    Vec::new(),
+                )
+            }),
+        }
+    }
+
+    /// TxnOffsetCommit: checks the member as OffsetCommit does, then writes the offsets as a
+    /// transactional batch of the producer. They stay pending, invisible to OffsetFetch, until
+    /// the producer's COMMIT marker reaches this partition (and vanish with an ABORT).
+    pub async fn commit_in_transaction(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        committer: &Committer<'_>,
+        producer: (i64, i16),
+        commits: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        let shard = self.serving_shard(group_id);
+        let written = {
+            let mut locked = shard.lock();
+            self.check_committer(broker, &mut locked, group_id, committer)
+                .map_err(group_error_code)?;
+            if commits.is_empty() {
+                return Ok(());
+            }
+            let entries = commits
+                .iter()
+                .map(|(topic, partition, committed)| {
+                    (
+                        offset_key(group_id, topic, *partition),
+                        Some(offset_value(committed)),
+                    )
+                })
+                .collect();
+            let written = self
+                .runtime
+                .write_transactional(
+                    &broker.replicas,
+                    self.partition_of(group_id),
+                    entries,
+                    producer,
+                    now_ms(),
+                )
+                .map_err(|error| match error {
+                    BrokerError::Log(error) => log_error_code(&error),
+                    _ => ResponseError::CoordinatorNotAvailable,
+                })?;
+            // Pending in log order: a marker written after this batch ends these offsets.
+            let pending = locked
+                .pending_offsets
+                .entry(producer.0)
+                .or_default()
+                .entry(group_id.to_string())
+                .or_default();
+            for (topic, partition, committed) in commits {
+                pending.insert((topic, partition), committed);
+            }
+            written
+        };
+        written
+            .replicated(REPLICATION_TIMEOUT)
+            .await
+            .map_err(|error| {
+                tracing::error!(group = %group_id, %error, "storing transactional offsets failed");
+                ResponseError::CoordinatorNotAvailable
+            })
+    }
+
+    /// WriteTxnMarkers for a `__consumer_offsets` partition: the marker is appended under the
+    /// partition's shard lock and applied to the pending offsets at once, so that the shard
+    /// follows the log's order.
+    pub fn write_marker(
+        &self,
+        broker: &Broker,
+        partition_index: i32,
+        producer: (i64, i16),
+        marker: EndTxnMarker,
+    ) -> Result<Appended, Refusal> {
+        let image = broker.metadata.image();
+        let append = || {
+            broker.replicas.append_marker(
+                &image,
+                OFFSETS_TOPIC,
+                partition_index,
+                producer.0,
+                producer.1,
+                marker,
+                now_ms(),
+            )
+        };
+        // A partition not loaded (yet) here answers as Kafka's coordinator does while loading,
+        // with an error the sender retries: a marker appended while the load reads the log
+        // could be missed by the loaded state.
+        let loading = || {
+            (
+                ResponseError::NotLeaderOrFollower,
+                format!("{OFFSETS_TOPIC}-{partition_index} is not loaded by the group coordinator"),
+            )
+        };
+        if !self.runtime.is_loaded(partition_index) {
+            return Err(loading());
+        }
+        let shard = self.runtime.shard(partition_index).ok_or_else(loading)?;
+        let mut locked = shard.lock();
+        let appended = append()?;
+        locked.end_transaction(producer.0, marker.result);
+        Ok(appended)
+    }
+
+    /// Whether a transaction not yet ended holds an offset of the group's partition, for
+    /// OffsetFetch's `require_stable`.
+    pub fn has_pending_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.shard_of(group_id)
+            .is_some_and(|shard| shard.lock().has_pending_offset(group_id, topic, partition))
     }
 
     /// ConsumerGroupHeartbeat (KIP-848): answered at once.

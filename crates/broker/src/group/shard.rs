@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use cauce_protocol::control::TransactionResult;
 use tokio::sync::oneshot;
 
 use super::consumer_group::ConsumerGroup;
@@ -33,6 +34,9 @@ pub struct GroupShard {
     pub consumer_groups: HashMap<String, ConsumerGroup>,
     /// Committed offsets by group id.
     pub offsets: HashMap<String, GroupOffsets>,
+    /// Offsets committed inside transactions not yet ended, by producer id then group: they
+    /// take effect with the producer's COMMIT marker and vanish with its ABORT.
+    pub pending_offsets: HashMap<i64, HashMap<String, GroupOffsets>>,
     /// Parked JoinGroup and SyncGroup requests of these groups, by token.
     pub waiters: HashMap<u64, Waiter>,
     /// Group metadata records met while loading (the last one of each group wins); turned
@@ -41,14 +45,22 @@ pub struct GroupShard {
 }
 
 impl CoordinatorShard for GroupShard {
-    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) {
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>, transactional_producer: Option<i64>) {
         match decode_key(key) {
             Some(OffsetsKey::Offset {
                 group,
                 topic,
                 partition,
             }) => {
-                let entry = self.offsets.entry(group).or_default();
+                let entry = match transactional_producer {
+                    Some(producer_id) => self
+                        .pending_offsets
+                        .entry(producer_id)
+                        .or_default()
+                        .entry(group)
+                        .or_default(),
+                    None => self.offsets.entry(group).or_default(),
+                };
                 match value.and_then(decode_offset_value) {
                     Some(committed) => entry.insert((topic, partition), committed),
                     None => entry.remove(&(topic, partition)),
@@ -60,6 +72,10 @@ impl CoordinatorShard for GroupShard {
             }
             None => {}
         }
+    }
+
+    fn replay_marker(&mut self, producer_id: i64, result: TransactionResult) {
+        self.end_transaction(producer_id, result);
     }
 
     fn finish_loading(&mut self, now_ms: i64) {
@@ -75,6 +91,38 @@ impl CoordinatorShard for GroupShard {
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id, now_ms));
         }
+    }
+}
+
+impl GroupShard {
+    /// A producer's transaction ended: its pending offsets become the committed ones of their
+    /// groups on COMMIT, and are dropped on ABORT.
+    pub fn end_transaction(&mut self, producer_id: i64, result: TransactionResult) {
+        let Some(pending) = self.pending_offsets.remove(&producer_id) else {
+            return;
+        };
+        if result == TransactionResult::Abort {
+            return;
+        }
+        for (group, offsets) in pending {
+            self.offsets.entry(group).or_default().extend(offsets);
+        }
+    }
+
+    /// Whether a transaction not yet ended holds an offset of the group's partition.
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_offsets.values().any(|groups| {
+            groups
+                .get(group)
+                .is_some_and(|offsets| offsets.contains_key(&(topic.to_string(), partition)))
+        })
+    }
+
+    /// Whether a transaction not yet ended holds offsets of the group.
+    pub fn has_pending_offsets(&self, group: &str) -> bool {
+        self.pending_offsets
+            .values()
+            .any(|groups| groups.contains_key(group))
     }
 }
 

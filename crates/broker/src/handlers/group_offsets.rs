@@ -1,4 +1,4 @@
-//! OffsetCommit, OffsetFetch and OffsetDelete: a group's committed positions.
+//! OffsetCommit, TxnOffsetCommit, OffsetFetch and OffsetDelete: a group's committed positions.
 
 use std::collections::BTreeMap;
 
@@ -12,15 +12,20 @@ use cauce_protocol::kafka::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
+use cauce_protocol::kafka::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use cauce_protocol::kafka::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use cauce_protocol::ResponseError;
 
 use super::groups::{group_refusal, offsets_topic_ready};
 use super::{text, Context, Reply};
 use crate::errors::group_error_code;
+use crate::group::coordinator::Committer;
 use crate::group::records::CommittedOffset;
 use crate::group::GroupCoordinator;
 
@@ -38,38 +43,21 @@ pub fn offset_commit(context: Context, request: OffsetCommitRequest) -> Reply {
 async fn commit_offsets(context: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     {
         let broker = &context.broker;
-        let image = broker.metadata.image();
-        let now = crate::now_ms();
-        let max_metadata = broker.groups.settings().offset_metadata_max_bytes;
-        // Each partition's own error first (unknown topic, metadata too large); the rest are
-        // committed together, and share the group's verdict.
-        let mut errors: BTreeMap<(String, i32), ResponseError> = BTreeMap::new();
-        let mut commits = Vec::new();
-        for topic in &request.topics {
-            for partition in &topic.partitions {
-                let key = (topic.name.to_string(), partition.partition_index);
-                let metadata = partition
-                    .committed_metadata
-                    .as_ref()
-                    .map_or(String::new(), |metadata| metadata.to_string());
-                let exists = image.topic(&topic.name).is_some_and(|found| {
-                    (partition.partition_index as usize) < found.partitions.len()
-                });
-                if !exists || partition.partition_index < 0 {
-                    errors.insert(key, ResponseError::UnknownTopicOrPartition);
-                } else if metadata.len() > max_metadata {
-                    errors.insert(key, ResponseError::OffsetMetadataTooLarge);
-                } else {
-                    let committed = CommittedOffset {
-                        offset: partition.committed_offset,
-                        leader_epoch: partition.committed_leader_epoch,
-                        metadata,
-                        commit_timestamp_ms: now,
-                    };
-                    commits.push((key.0, key.1, committed));
-                }
-            }
-        }
+        let (errors, commits) = offsets_to_commit(
+            broker,
+            request.topics.iter().flat_map(|topic| {
+                topic.partitions.iter().map(|partition| OffsetToCommit {
+                    topic: topic.name.to_string(),
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition
+                        .committed_metadata
+                        .as_ref()
+                        .map(|text| text.to_string()),
+                })
+            }),
+        );
         let group_verdict = if request.group_id.is_empty() {
             Err(ResponseError::InvalidGroupId)
         } else if let Err(error) = offsets_topic_ready(broker).await {
@@ -117,6 +105,138 @@ async fn commit_offsets(context: &Context, request: OffsetCommitRequest) -> Offs
     }
 }
 
+/// One partition's offset as OffsetCommit and TxnOffsetCommit carry it.
+struct OffsetToCommit {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+}
+
+/// Each partition's own error first (unknown topic, metadata too large); the rest are
+/// committed together, and share the group's verdict.
+#[allow(clippy::type_complexity)]
+fn offsets_to_commit(
+    broker: &crate::Broker,
+    asked: impl Iterator<Item = OffsetToCommit>,
+) -> (
+    BTreeMap<(String, i32), ResponseError>,
+    Vec<(String, i32, CommittedOffset)>,
+) {
+    let image = broker.metadata.image();
+    let now = crate::now_ms();
+    let max_metadata = broker.groups.settings().offset_metadata_max_bytes;
+    let mut errors: BTreeMap<(String, i32), ResponseError> = BTreeMap::new();
+    let mut commits = Vec::new();
+    for asked in asked {
+        let key = (asked.topic, asked.partition);
+        let metadata = asked.metadata.unwrap_or_default();
+        let exists = image
+            .topic(&key.0)
+            .is_some_and(|found| (key.1 as usize) < found.partitions.len());
+        if !exists || key.1 < 0 {
+            errors.insert(key, ResponseError::UnknownTopicOrPartition);
+        } else if metadata.len() > max_metadata {
+            errors.insert(key, ResponseError::OffsetMetadataTooLarge);
+        } else {
+            let committed = CommittedOffset {
+                offset: asked.offset,
+                leader_epoch: asked.leader_epoch,
+                metadata,
+                commit_timestamp_ms: now,
+            };
+            commits.push((key.0, key.1, committed));
+        }
+    }
+    (errors, commits)
+}
+
+/// First TxnOffsetCommit version that knows COORDINATOR_LOAD_IN_PROGRESS.
+const TXN_LOAD_IN_PROGRESS_VERSION: i16 = 2;
+
+/// TxnOffsetCommit: a transactional producer commits its consumer's offsets inside its
+/// transaction; they take effect with the transaction's COMMIT.
+pub fn txn_offset_commit(context: Context, request: TxnOffsetCommitRequest) -> Reply {
+    Reply::Later(Box::pin(async move {
+        let broker = &context.broker;
+        let (errors, commits) = offsets_to_commit(
+            broker,
+            request.topics.iter().flat_map(|topic| {
+                topic.partitions.iter().map(|partition| OffsetToCommit {
+                    topic: topic.name.to_string(),
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition
+                        .committed_metadata
+                        .as_ref()
+                        .map(|text| text.to_string()),
+                })
+            }),
+        );
+        let group_verdict = if request.group_id.is_empty() || request.transactional_id.is_empty() {
+            Err(ResponseError::InvalidRequest)
+        } else if let Err(error) = offsets_topic_ready(broker).await {
+            tracing::warn!(%error, "__consumer_offsets is not available");
+            Err(ResponseError::CoordinatorNotAvailable)
+        } else if let Some(error) = group_refusal(broker, &request.group_id) {
+            Err(error)
+        } else {
+            let committer = Committer {
+                member_id: &request.member_id,
+                group_instance_id: request.group_instance_id.as_deref(),
+                generation_id: request.generation_id,
+            };
+            broker
+                .groups
+                .commit_in_transaction(
+                    broker,
+                    &request.group_id,
+                    &committer,
+                    (request.producer_id.0, request.producer_epoch),
+                    commits,
+                )
+                .await
+        };
+        let group_verdict = group_verdict.map_err(|error| {
+            if error == ResponseError::CoordinatorLoadInProgress
+                && context.version < TXN_LOAD_IN_PROGRESS_VERSION
+            {
+                ResponseError::CoordinatorNotAvailable
+            } else {
+                error
+            }
+        });
+        if let Err(error) = group_verdict {
+            tracing::debug!(group = %request.group_id.as_str(), ?error, "TxnOffsetCommit refused");
+        }
+        let topics = request
+            .topics
+            .iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| {
+                        let own = errors
+                            .get(&(topic.name.to_string(), partition.partition_index))
+                            .copied();
+                        let error = own.or(group_verdict.err());
+                        TxnOffsetCommitResponsePartition::default()
+                            .with_partition_index(partition.partition_index)
+                            .with_error_code(error.map_or(0, |error| error.code()))
+                    })
+                    .collect();
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
+        context.respond(&TxnOffsetCommitResponse::default().with_topics(topics))
+    }))
+}
+
 /// A topic with each asked partition's committed offset, if any.
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
 
@@ -161,6 +281,11 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
     let groups = &context.broker.groups;
     let leader_epoch =
         |offset: &Option<CommittedOffset>| offset.as_ref().map_or(-1, |offset| offset.leader_epoch);
+    // KIP-447: a consumer that asks for stable offsets gets UNSTABLE_OFFSET_COMMIT (and
+    // retries) for a partition whose offset an open transaction may still change.
+    let unstable = |group: &str, topic: &str, partition: i32| {
+        request.require_stable && groups.has_pending_offset(group, topic, partition)
+    };
     if context.version >= BATCHED_OFFSET_FETCH_VERSION {
         let answers = request
             .groups
@@ -183,6 +308,14 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
                         let partitions = partitions
                             .into_iter()
                             .map(|(partition, offset)| {
+                                if unstable(&group.group_id, &topic, partition) {
+                                    return OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(partition)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(
+                                            ResponseError::UnstableOffsetCommit.code(),
+                                        );
+                                }
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(partition)
                                     .with_committed_offset(
@@ -219,6 +352,12 @@ pub fn offset_fetch(context: Context, request: OffsetFetchRequest) -> Reply {
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, offset)| {
+                    if unstable(&request.group_id, &topic, partition) {
+                        return OffsetFetchResponsePartition::default()
+                            .with_partition_index(partition)
+                            .with_committed_offset(-1)
+                            .with_error_code(ResponseError::UnstableOffsetCommit.code());
+                    }
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
                         .with_committed_offset(offset.as_ref().map_or(-1, |offset| offset.offset))

@@ -264,6 +264,8 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::WriteTxnMarkers => route!(txn_markers::write_txn_markers),
         ApiKey::AddPartitionsToTxn => route!(txn::add_partitions_to_txn),
         ApiKey::EndTxn => route!(txn::end_txn),
+        ApiKey::AddOffsetsToTxn => route!(txn::add_offsets_to_txn),
+        ApiKey::TxnOffsetCommit => route!(group_offsets::txn_offset_commit),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }

@@ -1,5 +1,6 @@
-//! The transactional producer's requests to its coordinator: AddPartitionsToTxn and EndTxn
-//! (InitProducerId with a transactional id is in `producer_ids`). Each is answered once the
+//! The transactional producer's requests to its coordinator: AddPartitionsToTxn,
+//! AddOffsetsToTxn and EndTxn (InitProducerId with a transactional id is in `producer_ids`,
+//! TxnOffsetCommit, which goes to the group coordinator, in `group_offsets`). Each is answered once the
 //! coordinator's state change is in the in-sync replicas of `__transaction_state`.
 
 use std::collections::BTreeSet;
@@ -8,13 +9,16 @@ use cauce_protocol::kafka::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
 use cauce_protocol::kafka::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse,
 };
 use cauce_protocol::ResponseError;
 
+use super::groups::offsets_topic_ready;
 use super::{Context, Reply};
+use crate::group::coordinator::OFFSETS_TOPIC;
 
-/// First AddPartitionsToTxn and EndTxn version that knows PRODUCER_FENCED; older clients get
+/// First AddPartitionsToTxn, AddOffsetsToTxn and EndTxn version that knows PRODUCER_FENCED; older clients get
 /// INVALID_PRODUCER_EPOCH for it, as Kafka answers them.
 const PRODUCER_FENCED_VERSION: i16 = 2;
 
@@ -100,6 +104,39 @@ pub fn add_partitions_to_txn(context: Context, request: AddPartitionsToTxnReques
             })
             .collect();
         AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+    })
+}
+
+/// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction, so that
+/// the producer's TxnOffsetCommit for the group is ended with it.
+pub fn add_offsets_to_txn(context: Context, request: AddOffsetsToTxnRequest) -> Reply {
+    context.respond_later(|context| async move {
+        let transactional_id = request.transactional_id.to_string();
+        let outcome = if transactional_id.is_empty() || request.group_id.is_empty() {
+            Err(ResponseError::InvalidRequest)
+        } else if let Err(error) = offsets_topic_ready(&context.broker).await {
+            tracing::warn!(%error, "__consumer_offsets is not available");
+            Err(ResponseError::CoordinatorNotAvailable)
+        } else {
+            let partition = (
+                OFFSETS_TOPIC.to_string(),
+                context.broker.groups.partition_of(&request.group_id),
+            );
+            context
+                .broker
+                .transactions
+                .add_partitions(
+                    &context.broker,
+                    &transactional_id,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    &BTreeSet::from([partition]),
+                )
+                .await
+                .map_err(|error| fenced_for(context.version, PRODUCER_FENCED_VERSION, error))
+        };
+        AddOffsetsToTxnResponse::default()
+            .with_error_code(outcome.err().map_or(0, |error| error.code()))
     })
 }
 

@@ -15,6 +15,7 @@ use cauce_protocol::kafka::messages::write_txn_markers_response::{
 use cauce_protocol::kafka::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 use super::{Context, Reply};
+use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::replica_manager::{Appended, ReplicaManager};
 
 /// How long the appends may wait for the in-sync replicas: the request has no timeout of its
@@ -37,15 +38,25 @@ pub fn write_txn_markers(context: Context, request: WriteTxnMarkersRequest) -> R
         for (topic_at, topic) in written.topics.into_iter().enumerate() {
             let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
             for (partition_at, &index) in topic.partition_indexes.iter().enumerate() {
-                let appended = context.broker.replicas.append_marker(
-                    &image,
-                    &topic.name,
-                    index,
-                    written.producer_id.0,
-                    written.producer_epoch,
-                    marker,
-                    now,
-                );
+                let appended = if topic.name.as_str() == OFFSETS_TOPIC {
+                    // Ends the producer's transactional offset commits too.
+                    context.broker.groups.write_marker(
+                        &context.broker,
+                        index,
+                        (written.producer_id.0, written.producer_epoch),
+                        marker,
+                    )
+                } else {
+                    context.broker.replicas.append_marker(
+                        &image,
+                        &topic.name,
+                        index,
+                        written.producer_id.0,
+                        written.producer_epoch,
+                        marker,
+                        now,
+                    )
+                };
                 let error = match appended {
                     Ok(appended) => {
                         if ReplicaManager::must_wait(&appended, -1) {

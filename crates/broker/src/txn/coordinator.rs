@@ -26,6 +26,7 @@ use super::state::{
 use crate::coordinator_runtime::{
     ensure_internal_topic, partition_for_key, CoordinatorRuntime, CoordinatorShard, SharedShard,
 };
+use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::{now_ms, Broker, BrokerError};
 
 /// The internal topic of transaction state.
@@ -72,7 +73,7 @@ pub struct TxnShard {
 }
 
 impl CoordinatorShard for TxnShard {
-    fn replay(&mut self, key: &[u8], value: Option<&[u8]>) {
+    fn replay(&mut self, key: &[u8], value: Option<&[u8]>, _transactional: Option<i64>) {
         let Some(id) = decode_txn_key(key) else {
             tracing::warn!(
                 "skipping a __transaction_state record whose key is not a transaction's"
@@ -681,15 +682,24 @@ async fn write_local_markers(
     let deadline = tokio::time::Instant::now() + REPLICATION_TIMEOUT;
     let mut results = Vec::with_capacity(partitions.len());
     for (topic, index) in partitions {
-        let appended = broker.replicas.append_marker(
-            &image,
-            topic,
-            *index,
-            metadata.producer_id,
-            metadata.producer_epoch,
-            marker,
-            now_ms(),
-        );
+        let appended = if topic == OFFSETS_TOPIC {
+            broker.groups.write_marker(
+                broker,
+                *index,
+                (metadata.producer_id, metadata.producer_epoch),
+                marker,
+            )
+        } else {
+            broker.replicas.append_marker(
+                &image,
+                topic,
+                *index,
+                metadata.producer_id,
+                metadata.producer_epoch,
+                marker,
+                now_ms(),
+            )
+        };
         let result = match appended {
             Ok(appended) => {
                 crate::replica_manager::ReplicaManager::acknowledged(&appended, -1, deadline)

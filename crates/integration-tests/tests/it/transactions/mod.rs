@@ -6,6 +6,7 @@
 
 mod failover;
 mod markers;
+mod offsets;
 mod producers;
 mod read_committed;
 
