@@ -145,6 +145,9 @@ pub struct CompactionJob {
     first_dirty: usize,
     /// Base offset of the first segment not cleaned: the next cleaner checkpoint.
     cleanable_end_offset: i64,
+    /// The aborted transactions with records in the segments: their records never supersede
+    /// another of the same key (a read_committed reader never saw them).
+    aborted: Vec<AbortedTxn>,
 }
 
 /// What [`CompactionJob::run`] wrote; hand it to [`Log::install_compaction`].
@@ -192,7 +195,16 @@ impl Log {
     /// A cleaning pass to run if the log is due (see the `cleaner` module docs), or `None`.
     /// Cheap: it only snapshots segment handles; call it under the log's lock.
     pub fn compaction_job(&self, now_ms: i64) -> Option<CompactionJob> {
-        let sealed = &self.segments[..self.segments.len() - 1];
+        // Nothing at or past the first unstable offset is cleaned: an open transaction (or one
+        // whose marker is not yet replicated) may still be aborted.
+        let stable_segments = match self.first_unstable_offset() {
+            Some(unstable) => self.segments[1..]
+                .iter()
+                .take_while(|next| next.base_offset <= unstable)
+                .count(),
+            None => self.segments.len() - 1,
+        };
+        let sealed = &self.segments[..stable_segments];
         let next_bases = self.segments[1..].iter().map(|segment| segment.base_offset);
         let facts: Vec<CleanerSegmentFacts> = sealed
             .iter()
@@ -231,6 +243,10 @@ impl Log {
                 .collect(),
             first_dirty: plan.first_dirty,
             cleanable_end_offset: self.segments[plan.cleanable_end].base_offset,
+            aborted: self.aborted_transactions(
+                self.segments[0].base_offset,
+                self.segments[plan.cleanable_end].base_offset,
+            ),
         })
     }
 
@@ -492,7 +508,7 @@ impl CompactionJob {
                     map.last_batch_by_producer
                         .insert(header.producer_id, header.base_offset);
                 }
-                if !dirty || header.is_control() {
+                if !dirty || header.is_control() || self.is_aborted(&header) {
                     continue;
                 }
                 let bytes = cursor
@@ -528,6 +544,16 @@ impl CompactionJob {
             }
         }
         Ok(map)
+    }
+
+    /// Whether the batch belongs to a transaction that was aborted.
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.is_transactional()
+            && self.aborted.iter().any(|aborted| {
+                aborted.producer_id == header.producer_id
+                    && aborted.first_offset <= header.base_offset
+                    && header.base_offset < aborted.last_offset
+            })
     }
 
     /// Second pass, one batch: which of its records survive.

@@ -726,3 +726,81 @@ fn a_job_interrupted_before_install_leaves_the_log_as_it_was() {
     assert_eq!(read_records(&log), before);
     assert_eq!(log.cleaner_checkpoint(), 0);
 }
+
+/// One keyed record in a transactional batch of `producer_id` (epoch 0).
+fn transactional_put(
+    log: &mut Log,
+    producer_id: i64,
+    sequence: i32,
+    key: &str,
+    value: &str,
+) -> i64 {
+    let record = NewRecord {
+        timestamp_ms: APPEND_NOW_MS,
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: Vec::new(),
+    };
+    let options = BatchOptions {
+        producer_id,
+        producer_epoch: 0,
+        base_sequence: sequence,
+        is_transactional: true,
+        ..BatchOptions::default()
+    };
+    let mut bytes = build_batch(0, &[record], &options).unwrap();
+    log.append(&mut bytes, 0, APPEND_NOW_MS)
+        .unwrap()
+        .base_offset
+}
+
+/// The values of `key` in the log, data records only.
+fn values_of_key(log: &Log, key: &str) -> Vec<String> {
+    read_batches(log)
+        .into_iter()
+        .filter(|(header, _)| !header.is_control())
+        .flat_map(|(_, records)| records)
+        .filter(|record| record.key.as_deref() == Some(key.as_bytes()))
+        .map(|record| String::from_utf8(record.value.unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn aborted_records_never_supersede_and_unstable_offsets_are_not_cleaned() {
+    use cauce_protocol::control::{EndTxnMarker, TransactionResult};
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compact_config()).unwrap();
+    put(&mut log, "k", "committed", APPEND_NOW_MS);
+    transactional_put(&mut log, 77, 0, "k", "aborted");
+    let abort = EndTxnMarker {
+        result: TransactionResult::Abort,
+        coordinator_epoch: 0,
+    };
+    log.append_marker(77, 0, abort, 0, APPEND_NOW_MS).unwrap();
+    log.roll(APPEND_NOW_MS).unwrap();
+    put(&mut log, "later", "x", APPEND_NOW_MS);
+    log.on_high_watermark(log.log_end_offset());
+    log.compact_now(APPEND_NOW_MS).unwrap().expect("a pass");
+    // The aborted value of k is no newer value of k: the committed one stays.
+    assert_eq!(values_of_key(&log, "k")[0], "committed");
+    assert!(
+        !log.aborted_transactions(0, log.log_end_offset()).is_empty(),
+        "the abort is still indexed"
+    );
+
+    // Producer 88 leaves a transaction open: nothing from it on is cleaned, even once newer
+    // values of its key are written and segments roll.
+    let open = transactional_put(&mut log, 88, 0, "k", "open");
+    log.roll(APPEND_NOW_MS).unwrap();
+    put(&mut log, "k", "newest", APPEND_NOW_MS);
+    log.roll(APPEND_NOW_MS).unwrap();
+    put(&mut log, "later", "y", APPEND_NOW_MS);
+    log.on_high_watermark(log.log_end_offset());
+    assert_eq!(log.first_unstable_offset(), Some(open));
+    log.compact_now(APPEND_NOW_MS).unwrap();
+    let values = values_of_key(&log, "k");
+    assert!(
+        values.contains(&"open".to_string()) && values.contains(&"newest".to_string()),
+        "{values:?}"
+    );
+}
