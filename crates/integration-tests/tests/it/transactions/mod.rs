@@ -4,6 +4,7 @@
 //! protocol, then the markers a coordinator would have the leader write), so that they control
 //! every offset; the producer tests go through the coordinator.
 
+mod cluster;
 mod failover;
 mod markers;
 mod offsets;
