@@ -743,6 +743,11 @@ impl Log {
         self.config = config;
     }
 
+    /// Every producer the log knows, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<(i64, ProducerEntry)> {
+        self.producer_state.all()
+    }
+
     /// What the log knows about an idempotent producer.
     pub fn producer_state(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producer_state.get(producer_id)

@@ -223,6 +223,17 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer with its state, by producer id.
+    pub(crate) fn all(&self) -> Vec<(i64, ProducerEntry)> {
+        let mut all: Vec<(i64, ProducerEntry)> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
+    }
+
     /// Applies a batch now in the log, without checks (they were made before it was written,
     /// or by the leader for a replica, or before a crash for a replayed batch). `marker` is the
     /// control record of a transaction marker. Returns the transaction a marker ended.

@@ -266,6 +266,9 @@ pub fn dispatch(broker: &Arc<Broker>, request: Request, client: &Client) -> Repl
         ApiKey::EndTxn => route!(txn::end_txn),
         ApiKey::AddOffsetsToTxn => route!(txn::add_offsets_to_txn),
         ApiKey::TxnOffsetCommit => route!(group_offsets::txn_offset_commit),
+        ApiKey::DescribeProducers => route!(txn::describe_producers),
+        ApiKey::DescribeTransactions => route!(txn::describe_transactions),
+        ApiKey::ListTransactions => route!(txn::list_transactions),
         other => Reply::Close(format!("{other:?} is advertised but has no handler")),
     }
 }

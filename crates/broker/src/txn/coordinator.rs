@@ -419,6 +419,44 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// DescribeTransactions for one id: its state, or TRANSACTIONAL_ID_NOT_FOUND.
+    pub fn describe(&self, transactional_id: &str) -> Result<TxnMetadata, ResponseError> {
+        let shard = self.serving_shard(transactional_id)?;
+        let shard = shard.lock();
+        shard
+            .ids
+            .get(transactional_id)
+            .map(|entry| entry.metadata.clone())
+            .filter(|metadata| metadata.state != TxnState::Dead)
+            .ok_or(ResponseError::TransactionalIdNotFound)
+    }
+
+    /// ListTransactions: the ids this broker coordinates, with their producer and state, that
+    /// pass every filter given (states by Kafka's names, producer ids, and open for longer
+    /// than `min_duration_ms` when that is not negative).
+    pub fn list(
+        &self,
+        states: &BTreeSet<TxnState>,
+        producer_ids: &BTreeSet<i64>,
+        min_duration_ms: i64,
+    ) -> Vec<(String, i64, TxnState)> {
+        let now = now_ms();
+        let mut listed = Vec::new();
+        for (_, shard) in self.runtime.shards() {
+            for (id, entry) in &shard.lock().ids {
+                let metadata = &entry.metadata;
+                let keep = metadata.state != TxnState::Dead
+                    && (producer_ids.is_empty() || producer_ids.contains(&metadata.producer_id))
+                    && (states.is_empty() || states.contains(&metadata.state))
+                    && (min_duration_ms < 0 || now - metadata.start_ms > min_duration_ms);
+                if keep {
+                    listed.push((id.clone(), metadata.producer_id, metadata.state));
+                }
+            }
+        }
+        listed
+    }
+
     /// Starts writing the markers of the id's Prepare transaction, unless that runs already.
     fn start_markers(&self, broker: &Arc<Broker>, transactional_id: &str) {
         let Ok(shard) = self.serving_shard(transactional_id) else {

@@ -18,7 +18,7 @@ pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 
 /// The states of a transaction, with Kafka's ids (its `TransactionState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TxnState {
     /// No transaction open.
     Empty,
@@ -67,6 +67,13 @@ impl TxnState {
             7 => TxnState::PrepareEpochFence,
             _ => return None,
         })
+    }
+
+    /// The state Kafka names `name` (ListTransactions' state filters).
+    pub fn from_name(name: &str) -> Option<TxnState> {
+        (0..=7)
+            .filter_map(TxnState::from_id)
+            .find(|state| state.name() == name)
     }
 
     /// Kafka's name of the state, as DescribeTransactions and ListTransactions report it.

@@ -8,6 +8,7 @@ mod cluster;
 mod failover;
 mod markers;
 mod offsets;
+mod operations;
 mod producers;
 mod read_committed;
 

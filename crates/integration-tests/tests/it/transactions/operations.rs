@@ -1,0 +1,138 @@
+//! The operator's view (KIP-664): ListTransactions and DescribeTransactions from the
+//! coordinator, DescribeProducers from the partition leader, and the abort of a hanging
+//! transaction with WriteTxnMarkers built from what DescribeProducers says, as
+//! `kafka-transactions.sh abort` does it.
+
+use cauce_integration_tests::raw::{create_single_partition_topic, topic_name};
+use cauce_integration_tests::{BrokerProcess, RawClient};
+use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::{
+    ApiKey, DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
+    DescribeTransactionsResponse, ListTransactionsRequest, ListTransactionsResponse,
+    TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{
+    add_partition_zero, find_transaction_coordinator, init_producer, latest_committed_offset,
+    produce_transactional_at, write_marker,
+};
+
+const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+
+fn list(client: &mut RawClient, states: &[&str]) -> ListTransactionsResponse {
+    client.call(
+        ApiKey::ListTransactions,
+        1,
+        &ListTransactionsRequest::default()
+            .with_state_filters(
+                states
+                    .iter()
+                    .map(|state| StrBytes::from_string(state.to_string()))
+                    .collect(),
+            )
+            .with_duration_filter(-1),
+    )
+}
+
+#[test]
+fn a_hanging_transaction_is_listed_described_and_aborted_by_an_operator() {
+    let broker = BrokerProcess::start();
+    let mut client = RawClient::connect(broker.address);
+    create_single_partition_topic(&mut client, "ops-topic", &[]);
+    find_transaction_coordinator(&mut client, "hanging-op");
+    let (producer_id, epoch) = init_producer(&mut client, "hanging-op", 900_000);
+    add_partition_zero(&mut client, "hanging-op", producer_id, epoch, "ops-topic");
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            "ops-topic",
+            producer_id,
+            epoch,
+            "hanging-op",
+            &["stuck"]
+        ),
+        0
+    );
+
+    let ongoing = list(&mut client, &["Ongoing"]);
+    assert_eq!(ongoing.error_code, 0);
+    let listed: Vec<(String, i64, String)> = ongoing
+        .transaction_states
+        .iter()
+        .map(|state| {
+            (
+                state.transactional_id.to_string(),
+                state.producer_id.0,
+                state.transaction_state.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("hanging-op".to_string(), producer_id, "Ongoing".to_string())]
+    );
+    assert!(list(&mut client, &["CompleteCommit"])
+        .transaction_states
+        .is_empty());
+    let unknown = list(&mut client, &["Sleeping"]);
+    assert_eq!(
+        unknown.unknown_state_filters,
+        [StrBytes::from_static_str("Sleeping")]
+    );
+
+    let described: DescribeTransactionsResponse = client.call(
+        ApiKey::DescribeTransactions,
+        0,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+            TransactionalId(StrBytes::from_static_str("hanging-op")),
+            TransactionalId(StrBytes::from_static_str("never-seen")),
+        ]),
+    );
+    let state = &described.transaction_states[0];
+    assert_eq!(state.error_code, 0);
+    assert_eq!(state.transaction_state.as_str(), "Ongoing");
+    assert_eq!(
+        (state.producer_id.0, state.producer_epoch),
+        (producer_id, epoch)
+    );
+    assert_eq!(state.transaction_timeout_ms, 900_000);
+    assert_eq!(state.topics[0].topic.as_str(), "ops-topic");
+    assert_eq!(state.topics[0].partitions, [0]);
+    assert_eq!(
+        described.transaction_states[1].error_code,
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
+
+    let producers: DescribeProducersResponse = client.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(topic_name("ops-topic"))
+            .with_partition_indexes(vec![0])]),
+    );
+    let partition = &producers.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    let hanging = partition
+        .active_producers
+        .iter()
+        .find(|producer| producer.current_txn_start_offset >= 0)
+        .expect("the producer with an open transaction");
+    assert_eq!(hanging.producer_id.0, producer_id);
+    assert_eq!(hanging.current_txn_start_offset, 0);
+    assert_eq!(latest_committed_offset(&mut client, "ops-topic"), 0);
+
+    // The operator's abort: a marker at the producer's epoch and coordinator epoch.
+    assert_eq!(
+        write_marker(
+            &mut client,
+            "ops-topic",
+            producer_id,
+            hanging.producer_epoch as i16,
+            false,
+            hanging.coordinator_epoch.max(0),
+        ),
+        0
+    );
+    assert_eq!(latest_committed_offset(&mut client, "ops-topic"), 2);
+}
