@@ -6,7 +6,8 @@
 //! - [`server`]: `cauce server`, a broker.
 //! - [`admin`]: the connection the admin commands share (`cauce-client`, timeouts, error
 //!   wording).
-//! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`.
+//! - [`topic`]: `cauce topic ...`; [`cluster`]: `cauce cluster ...`; [`group`]: `cauce group ...`;
+//!   [`txn`]: `cauce txn ...`.
 //! - [`produce`]: `cauce produce`; [`consume`]: `cauce consume`, records from lines and to lines.
 //! - [`perf`]: `cauce perf ...`, throughput and latency load generators (`perf/produce.rs`,
 //!   `perf/consume.rs`, `perf/end_to_end.rs`).
@@ -29,6 +30,7 @@ mod perf;
 mod produce;
 mod server;
 mod topic;
+mod txn;
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +62,9 @@ enum Command {
     /// List, describe, delete consumer groups and reset their offsets.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// List, describe and abort transactions.
+    #[command(subcommand)]
+    Txn(txn::TxnCommand),
     /// Measure throughput and latency: produce, consume, or end to end.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => produce::run(&cli.connection, args),
         Command::Consume(args) => consume::run(&cli.connection, args),
         Command::Group(command) => group::run(&cli.connection, command),
+        Command::Txn(command) => txn::run(&cli.connection, command),
         Command::Perf(command) => perf::run(&cli.connection, command),
     };
     match outcome {

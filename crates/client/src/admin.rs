@@ -1,4 +1,5 @@
-//! Typed admin calls on a [`Client`]: topics, their configs, groups and their offsets. Each
+//! Typed admin calls on a [`Client`]: topics, their configs, groups and their offsets,
+//! transactions and their producers. Each
 //! goes to the node Kafka's own admin client sends it to, and turns the per-item error of its
 //! one item into a [`ClientError`] that keeps the broker's message.
 
@@ -7,6 +8,9 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::describe_producers_request::TopicRequest as ProducersTopicRequest;
+pub use kafka_protocol::messages::describe_producers_response::ProducerState;
+pub use kafka_protocol::messages::describe_transactions_response::TransactionState as DescribedTransaction;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -15,15 +19,21 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeProducersRequest,
+    DescribeTransactionsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListTransactionsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
-use crate::client::{first_retriable, topic_name, Client, Route, COORDINATOR_GROUP};
+use crate::client::{
+    first_retriable, topic_name, Client, Route, COORDINATOR_GROUP, COORDINATOR_TRANSACTION,
+};
 use crate::error::ClientError;
 use crate::versions::ApiName;
 
@@ -79,6 +89,19 @@ pub struct CommittedOffset {
     pub partition: i32,
     /// The offset the group will read next.
     pub offset: i64,
+}
+
+/// One transaction as ListTransactions shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionListing {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Its state, by Kafka's name (`Ongoing`, `CompleteCommit`, ...).
+    pub state: String,
+    /// The broker coordinating it.
+    pub coordinator: i32,
 }
 
 /// One group as ListGroups shows it.
@@ -466,6 +489,146 @@ impl Client {
             .ok_or_else(|| missing(api, topic))?;
         check(api, found.error_code, None)?;
         Ok(found.offset)
+    }
+
+    /// Every transaction every broker coordinates (ListTransactions asks one broker for its
+    /// own), optionally only those in the states Kafka names `states`.
+    pub async fn list_transactions(
+        &mut self,
+        states: &[String],
+    ) -> Result<Vec<TransactionListing>, ClientError> {
+        let api = ApiName(ListTransactionsRequest::KEY);
+        let request = ListTransactionsRequest::default()
+            .with_state_filters(
+                states
+                    .iter()
+                    .map(|state| StrBytes::from_string(state.clone()))
+                    .collect(),
+            )
+            .with_duration_filter(-1);
+        let mut listed = Vec::new();
+        for node in self.broker_ids().await? {
+            let response = self
+                .call_with(Route::Node(node), &request, |response| {
+                    first_retriable(api, [(response.error_code, None)])
+                })
+                .await?;
+            check(api, response.error_code, None)?;
+            listed.extend(
+                response
+                    .transaction_states
+                    .iter()
+                    .map(|state| TransactionListing {
+                        transactional_id: state.transactional_id.to_string(),
+                        producer_id: state.producer_id.0,
+                        state: state.transaction_state.to_string(),
+                        coordinator: node,
+                    }),
+            );
+        }
+        Ok(listed)
+    }
+
+    /// A transactional id's state as its coordinator describes it (DescribeTransactions).
+    pub async fn describe_transaction(
+        &mut self,
+        transactional_id: &str,
+    ) -> Result<DescribedTransaction, ClientError> {
+        let api = ApiName(DescribeTransactionsRequest::KEY);
+        let request =
+            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
+                StrBytes::from_string(transactional_id.to_string()),
+            )]);
+        let route = Route::Coordinator {
+            key_type: COORDINATOR_TRANSACTION,
+            key: transactional_id,
+        };
+        let response = self
+            .call_with(route, &request, |response| {
+                let codes = response.transaction_states.iter();
+                first_retriable(api, codes.map(|state| (state.error_code, None)))
+            })
+            .await?;
+        let described = response
+            .transaction_states
+            .into_iter()
+            .find(|state| state.transactional_id.as_str() == transactional_id)
+            .ok_or_else(|| missing(api, transactional_id))?;
+        check(api, described.error_code, None)?;
+        Ok(described)
+    }
+
+    /// The producers the leader of one partition knows (DescribeProducers), with each one's
+    /// open transaction.
+    pub async fn describe_producers(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<ProducerState>, ClientError> {
+        let api = ApiName(DescribeProducersRequest::KEY);
+        let leader = self.partition_leader(topic, partition).await?;
+        let request =
+            DescribeProducersRequest::default().with_topics(vec![ProducersTopicRequest::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![partition])]);
+        let response = self
+            .call_with(Route::Node(leader), &request, |response| {
+                let codes = response.topics.iter().flat_map(|topic| &topic.partitions);
+                first_retriable(
+                    api,
+                    codes.map(|partition| (partition.error_code, partition.error_message.clone())),
+                )
+            })
+            .await?;
+        let found = response
+            .topics
+            .into_iter()
+            .filter(|answer| answer.name.as_str() == topic)
+            .flat_map(|answer| answer.partitions)
+            .find(|answer| answer.partition_index == partition)
+            .ok_or_else(|| missing(api, topic))?;
+        check(api, found.error_code, found.error_message.as_ref())?;
+        Ok(found.active_producers)
+    }
+
+    /// Has the leader of one partition write an ABORT marker for a producer's open
+    /// transaction there (WriteTxnMarkers, as `kafka-transactions.sh abort` sends it).
+    pub async fn abort_transaction(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        producer: &ProducerState,
+    ) -> Result<(), ClientError> {
+        let api = ApiName(WriteTxnMarkersRequest::KEY);
+        let leader = self.partition_leader(topic, partition).await?;
+        let request =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(producer.producer_id)
+                .with_producer_epoch(producer.producer_epoch as i16)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(producer.coordinator_epoch.max(0))
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(vec![partition])])]);
+        let response = self
+            .call_with(Route::Node(leader), &request, |response| {
+                let codes = response
+                    .markers
+                    .iter()
+                    .flat_map(|marker| &marker.topics)
+                    .flat_map(|topic| &topic.partitions);
+                first_retriable(api, codes.map(|partition| (partition.error_code, None)))
+            })
+            .await?;
+        let code = response
+            .markers
+            .iter()
+            .flat_map(|marker| &marker.topics)
+            .flat_map(|topic| &topic.partitions)
+            .find(|answer| answer.partition_index == partition)
+            .map(|answer| answer.error_code)
+            .ok_or_else(|| missing(api, topic))?;
+        check(api, code, None)
     }
 
     /// The leader of one partition, from fresh metadata.

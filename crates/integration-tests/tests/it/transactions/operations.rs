@@ -3,6 +3,7 @@
 //! transaction with WriteTxnMarkers built from what DescribeProducers says, as
 //! `kafka-transactions.sh abort` does it.
 
+use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds};
 use cauce_integration_tests::raw::{create_single_partition_topic, topic_name};
 use cauce_integration_tests::{BrokerProcess, RawClient};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
@@ -135,4 +136,79 @@ fn a_hanging_transaction_is_listed_described_and_aborted_by_an_operator() {
         0
     );
     assert_eq!(latest_committed_offset(&mut client, "ops-topic"), 2);
+}
+
+#[test]
+fn cauce_txn_lists_describes_and_aborts_a_hanging_transaction() {
+    let broker = BrokerProcess::start();
+    let brokers = broker.bootstrap();
+    let mut client = RawClient::connect(broker.address);
+    create_single_partition_topic(&mut client, "cli-txn", &[]);
+    find_transaction_coordinator(&mut client, "cli-hanging");
+    let (producer_id, epoch) = init_producer(&mut client, "cli-hanging", 900_000);
+    add_partition_zero(&mut client, "cli-hanging", producer_id, epoch, "cli-txn");
+    assert_eq!(
+        produce_transactional_at(
+            &mut client,
+            "cli-txn",
+            producer_id,
+            epoch,
+            "cli-hanging",
+            &["stuck"]
+        ),
+        0
+    );
+
+    let listed: serde_json::Value = serde_json::from_str(&cauce_succeeds(
+        &brokers,
+        &["--json", "txn", "list", "--state", "Ongoing"],
+        "",
+    ))
+    .unwrap();
+    assert_eq!(listed[0]["transactional_id"], "cli-hanging");
+    assert_eq!(listed[0]["producer_id"], producer_id);
+    assert_eq!(listed[0]["state"], "Ongoing");
+    let described = cauce_succeeds(&brokers, &["txn", "describe", "cli-hanging"], "");
+    assert!(
+        described.contains("state Ongoing") && described.contains("cli-txn-0"),
+        "{described}"
+    );
+
+    let aborted = cauce_succeeds(
+        &brokers,
+        &[
+            "txn",
+            "abort",
+            "--topic",
+            "cli-txn",
+            "--partition",
+            "0",
+            "--start-offset",
+            "0",
+        ],
+        "",
+    );
+    assert!(
+        aborted.contains(&format!("producer {producer_id}")),
+        "{aborted}"
+    );
+    assert_eq!(latest_committed_offset(&mut client, "cli-txn"), 2);
+    let (code, line) = cauce_fails(
+        &brokers,
+        &[
+            "txn",
+            "abort",
+            "--topic",
+            "cli-txn",
+            "--partition",
+            "0",
+            "--start-offset",
+            "0",
+        ],
+        "",
+    );
+    assert_eq!(code, Some(1));
+    assert!(line.contains("no transaction starts at offset 0"), "{line}");
+    let (_, line) = cauce_fails(&brokers, &["txn", "describe", "never-seen"], "");
+    assert!(line.contains("never-seen"), "{line}");
 }
