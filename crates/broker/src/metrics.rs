@@ -28,6 +28,9 @@
 //!   (the last stable offset is where `read_committed` consumers stop; without transactions it
 //!   is the high watermark).
 //! - `under_replicated_partitions`: partitions led here whose ISR lacks a replica.
+//! - `log_stable_lag{topic,partition}`: high watermark minus last stable offset.
+//! - `transactions{state}`, `transactions_committed_total`, `transactions_aborted_total`: the
+//!   transaction coordinator's ids by state and the transactions it completed.
 //!
 //! [`Partition`]: crate::partition::Partition
 
@@ -255,6 +258,9 @@ pub struct PartitionLogSnapshot {
     pub segments: usize,
     /// The log end offset.
     pub log_end_offset: i64,
+    /// Records open or unreplicated transactions hold back from `read_committed` readers: the
+    /// high watermark minus the last stable offset.
+    pub stable_lag: i64,
 }
 
 /// One group's lag on one partition at scrape time.
@@ -283,6 +289,10 @@ pub struct Snapshot {
     pub group_lag: Vec<GroupLagSnapshot>,
     /// Partitions led here with fewer in-sync replicas than replicas.
     pub under_replicated_partitions: u64,
+    /// Transactional ids this broker coordinates, by the state of their transaction.
+    pub transactions: BTreeMap<&'static str, u64>,
+    /// Transactions this broker's coordinator completed: (committed, aborted).
+    pub transactions_ended: (u64, u64),
 }
 
 /// Reads every scrape-time value; takes each partition's log lock briefly, so call it off the
@@ -314,14 +324,18 @@ pub fn collect(broker: &Broker) -> Snapshot {
         topic.2 += bytes_out;
         let (size_bytes, segments) =
             partition.with_log(|log| (log.size_bytes(), log.segment_count()));
+        let high_watermark = partition.high_watermark();
         snapshot.partitions.push(PartitionLogSnapshot {
             topic: partition.topic.clone(),
             partition: partition.index,
             size_bytes,
             segments,
             log_end_offset: partition.log_end_offset(),
+            stable_lag: (high_watermark - partition.last_stable_offset()).max(0),
         });
     }
+    snapshot.transactions = broker.transactions.count_by_state();
+    snapshot.transactions_ended = broker.transactions.ended();
     let mut groups: Vec<String> = broker
         .groups
         .list()
@@ -439,6 +453,34 @@ fn render_snapshot(out: &mut String, snapshot: &Snapshot) {
                     (labels, lag.lag.max(0) as u64)
                 })
                 .collect(),
+        },
+        Family {
+            name: "cauce_log_stable_lag",
+            kind: "gauge",
+            help: "Records of a partition that open transactions (or transactions whose marker is not yet replicated) hold back from read_committed consumers: high watermark minus last stable offset.",
+            series: partition_series(|log| log.stable_lag.max(0) as u64),
+        },
+        Family {
+            name: "cauce_transactions",
+            kind: "gauge",
+            help: "Transactional ids this broker coordinates, by the state of their transaction.",
+            series: snapshot
+                .transactions
+                .iter()
+                .map(|(state, count)| (vec![label("state", state)], *count))
+                .collect(),
+        },
+        Family {
+            name: "cauce_transactions_committed_total",
+            kind: "counter",
+            help: "Transactions this broker's coordinator committed (every marker written).",
+            series: vec![(Vec::new(), snapshot.transactions_ended.0)],
+        },
+        Family {
+            name: "cauce_transactions_aborted_total",
+            kind: "counter",
+            help: "Transactions this broker's coordinator aborted (every marker written), timeouts and fenced producers included.",
+            series: vec![(Vec::new(), snapshot.transactions_ended.1)],
         },
         Family {
             name: "cauce_under_replicated_partitions",
@@ -575,6 +617,7 @@ mod tests {
                 size_bytes: 1200,
                 segments: 1,
                 log_end_offset: 30,
+                stable_lag: 4,
             }],
             group_lag: vec![GroupLagSnapshot {
                 group: "billing \"eu\"".into(),
@@ -583,6 +626,8 @@ mod tests {
                 lag: 12,
             }],
             under_replicated_partitions: 0,
+            transactions: BTreeMap::from([("Ongoing", 2), ("CompleteCommit", 5)]),
+            transactions_ended: (5, 1),
         }
     }
 
@@ -618,6 +663,11 @@ mod tests {
             "cauce_log_end_offset{topic=\"orders\",partition=\"0\"} 30",
             "cauce_consumer_group_lag{group=\"billing \\\"eu\\\"\",topic=\"orders\",partition=\"0\"} 12",
             "cauce_under_replicated_partitions 0",
+            "cauce_log_stable_lag{topic=\"orders\",partition=\"0\"} 4",
+            "cauce_transactions{state=\"Ongoing\"} 2",
+            "cauce_transactions{state=\"CompleteCommit\"} 5",
+            "cauce_transactions_committed_total 5",
+            "cauce_transactions_aborted_total 1",
         ] {
             assert!(
                 text.lines().any(|line| line == expected),

@@ -12,6 +12,7 @@
 //! transactions it finds, and aborts the open ones that outlive their timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +116,8 @@ pub struct TxnCoordinator {
     runtime: CoordinatorRuntime<TxnShard>,
     /// Held while `__transaction_state` is created.
     topic_creation: tokio::sync::Mutex<()>,
+    /// Transactions completed here: committed, aborted.
+    ended: (AtomicU64, AtomicU64),
 }
 
 /// A change decided under the shard's lock, to be written.
@@ -134,7 +137,27 @@ impl TxnCoordinator {
                 TxnShard::default()
             }),
             topic_creation: tokio::sync::Mutex::new(()),
+            ended: (AtomicU64::new(0), AtomicU64::new(0)),
         }
+    }
+
+    /// The ids this broker coordinates, counted by their state's Kafka name.
+    pub fn count_by_state(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = BTreeMap::new();
+        for (_, shard) in self.runtime.shards() {
+            for entry in shard.lock().ids.values() {
+                *counts.entry(entry.metadata.state.name()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Transactions completed here since the start: (committed, aborted).
+    pub fn ended(&self) -> (u64, u64) {
+        (
+            self.ended.0.load(Ordering::Relaxed),
+            self.ended.1.load(Ordering::Relaxed),
+        )
     }
 
     /// The `__transaction_state` partition that holds a transactional id.
@@ -499,8 +522,18 @@ impl TxnCoordinator {
             } else {
                 Ok(None)
             };
-            if let Err(error) = &completed {
-                tracing::warn!(%transactional_id, ?error, "completing the transaction failed; the next tick retries");
+            match &completed {
+                Ok(Some(done)) => {
+                    let counter = match done.state {
+                        TxnState::CompleteCommit => &coordinator.ended.0,
+                        _ => &coordinator.ended.1,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%transactional_id, ?error, "completing the transaction failed; the next tick retries");
+                }
             }
             if let Ok(shard) = coordinator.serving_shard(&transactional_id) {
                 if let Some(entry) = shard.lock().ids.get_mut(&transactional_id) {

@@ -52,7 +52,7 @@ fn http_get(address: SocketAddr, path: &str) -> HttpAnswer {
 }
 
 /// Scrapes `/metrics` and returns every sample as `name{labels}` -> value.
-fn scrape(address: SocketAddr) -> BTreeMap<String, f64> {
+pub(crate) fn scrape(address: SocketAddr) -> BTreeMap<String, f64> {
     let answer = http_get(address, "/metrics");
     assert_eq!(answer.status_line, "HTTP/1.1 200 OK");
     assert_eq!(

@@ -5,7 +5,7 @@
 
 use cauce_integration_tests::cli::{cauce_fails, cauce_succeeds};
 use cauce_integration_tests::raw::{create_single_partition_topic, topic_name};
-use cauce_integration_tests::{BrokerProcess, RawClient};
+use cauce_integration_tests::{free_port, BrokerProcess, RawClient};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest,
@@ -38,7 +38,9 @@ fn list(client: &mut RawClient, states: &[&str]) -> ListTransactionsResponse {
 
 #[test]
 fn a_hanging_transaction_is_listed_described_and_aborted_by_an_operator() {
-    let broker = BrokerProcess::start();
+    let metrics_address = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let broker =
+        BrokerProcess::start_with_config(&format!("metrics.listen = \"{metrics_address}\"\n"));
     let mut client = RawClient::connect(broker.address);
     create_single_partition_topic(&mut client, "ops-topic", &[]);
     find_transaction_coordinator(&mut client, "hanging-op");
@@ -122,6 +124,16 @@ fn a_hanging_transaction_is_listed_described_and_aborted_by_an_operator() {
     assert_eq!(hanging.producer_id.0, producer_id);
     assert_eq!(hanging.current_txn_start_offset, 0);
     assert_eq!(latest_committed_offset(&mut client, "ops-topic"), 0);
+    let samples = crate::metrics::scrape(metrics_address);
+    assert_eq!(
+        samples.get("cauce_log_stable_lag{topic=\"ops-topic\",partition=\"0\"}"),
+        Some(&1.0),
+        "one record held back"
+    );
+    assert_eq!(
+        samples.get("cauce_transactions{state=\"Ongoing\"}"),
+        Some(&1.0)
+    );
 
     // The operator's abort: a marker at the producer's epoch and coordinator epoch.
     assert_eq!(
@@ -136,6 +148,11 @@ fn a_hanging_transaction_is_listed_described_and_aborted_by_an_operator() {
         0
     );
     assert_eq!(latest_committed_offset(&mut client, "ops-topic"), 2);
+    let samples = crate::metrics::scrape(metrics_address);
+    assert_eq!(
+        samples.get("cauce_log_stable_lag{topic=\"ops-topic\",partition=\"0\"}"),
+        Some(&0.0)
+    );
 }
 
 #[test]

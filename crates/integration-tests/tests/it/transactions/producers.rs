@@ -8,7 +8,7 @@ use cauce_integration_tests::clients::{
     offset_and_utf8_payload, poll_messages_until_count_or_deadline,
 };
 use cauce_integration_tests::raw::{create_single_partition_topic, topic_name};
-use cauce_integration_tests::{BrokerProcess, RawClient};
+use cauce_integration_tests::{free_port, BrokerProcess, RawClient};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, InitProducerIdRequest,
@@ -73,7 +73,9 @@ fn values(consumer: &BaseConsumer, count: usize) -> Vec<String> {
 
 #[test]
 fn librdkafka_commits_and_aborts_and_read_committed_sees_only_the_committed() {
-    let broker = BrokerProcess::start();
+    let metrics_address = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let broker =
+        BrokerProcess::start_with_config(&format!("metrics.listen = \"{metrics_address}\"\n"));
     let mut client = RawClient::connect(broker.address);
     create_single_partition_topic(&mut client, "txn-out", &[]);
     let bootstrap = broker.bootstrap();
@@ -105,6 +107,20 @@ fn librdkafka_commits_and_aborts_and_read_committed_sees_only_the_committed() {
         values(&uncommitted, 6),
         ["c1", "c2", "c3", "a1", "a2", "c4"]
     );
+    // Every marker is written by now (the readers saw the last commit), and counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let samples = crate::metrics::scrape(metrics_address);
+        let ended = (
+            samples.get("cauce_transactions_committed_total").copied(),
+            samples.get("cauce_transactions_aborted_total").copied(),
+        );
+        if ended == (Some(2.0), Some(1.0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "transactions ended: {ended:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
